@@ -1,0 +1,152 @@
+"""The library core: a capture file in, a report of every RST's verdict out.
+
+source (pcapfile) -> decode -> flows (tracker) -> classify -> report. No printing here: the
+CLI and other callers render the report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from .classify import as_duplicate, classify, refine_bursts
+from .decode import SUPPORTED_LINKTYPES, Decoder
+from .errors import CaptureError
+from .flows import FlowTracker, RstCase
+from .labels import Label, Verdict
+from .pcapfile import CaptureReader, open_capture
+from .records import RawFrame
+
+LINKTYPE_NAMES = {
+    9: "PPP", 50: "PPP in HDLC framing", 105: "IEEE 802.11", 119: "802.11 Prism",
+    127: "802.11 radiotap", 192: "PPI", 195: "IEEE 802.15.4", 197: "ERF",
+    220: "USB Linux mmapped", 249: "netlink", 253: "Linux netlink",
+}
+
+
+@dataclass(slots=True)
+class FileReport:
+    """What one capture held: every RST's verdict, plus what was skipped and why."""
+
+    path: str
+    format: str = ""
+    frames: int = 0
+    tcp_packets: int = 0
+    flows: int = 0
+    duplicates: int = 0
+    evicted_flows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    complete: bool = True  # False when interrupted before the end of the file
+
+    def summary(self) -> dict[str, int]:
+        return summarize(self.verdicts)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "frames": self.frames,
+            "tcp_packets": self.tcp_packets,
+            "flows": self.flows,
+            "rsts": len(self.verdicts),
+            "skipped": self.skipped,
+            "evicted_flows": self.evicted_flows,
+            "warnings": self.warnings,
+            "complete": self.complete,
+        }
+
+
+def summarize(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    """RST counts by label, in taxonomy order, labels with none left out."""
+    counts = Counter(v.label for v in verdicts)
+    return {str(label): counts[label] for label in Label if counts[label]}
+
+
+class Analysis:
+    """One capture file's run through the pipeline; `finish()` gives the report so far.
+
+    Split from `analyze_file` so that an interrupted run (Ctrl-C) still reports what it read.
+    """
+
+    def __init__(self, path: str, max_flows: int | None = None) -> None:
+        self.path = path
+        self.decoder = Decoder()
+        self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
+        self.report = FileReport(path)
+        self._verdicts: dict[int, Verdict] = {}
+        self._reader: CaptureReader | None = None
+        self._warned_linktypes: set[int] = set()
+
+    def run(self, progress: Callable[[int], None] | None = None) -> FileReport:
+        reader, stream = open_capture(self.path)
+        self._reader = reader
+        self.report.format = reader.format
+        try:
+            for n, raw in enumerate(reader, 1):
+                self._frame(raw)
+                if progress is not None and n % 4096 == 0:
+                    progress(reader.bytes_read)
+        finally:
+            stream.close()
+        return self.finish()
+
+    def _frame(self, raw: RawFrame) -> None:
+        pkt = self.decoder.decode(raw)
+        if pkt is None:
+            self._check_linktype(raw.linktype)
+            return
+        for case in self.tracker.feed(pkt):
+            self._judge(case)
+
+    def _check_linktype(self, linktype: int) -> None:
+        if linktype in SUPPORTED_LINKTYPES or linktype in self._warned_linktypes:
+            return
+        self._warned_linktypes.add(linktype)
+        name = LINKTYPE_NAMES.get(linktype, "unknown")
+        if self.report.format == "pcap":
+            raise CaptureError(f"unsupported link type {linktype} ({name}): rstdiag reads "
+                               "Ethernet, 802.1Q, Linux cooked (SLL, SLL2), raw IP and BSD "
+                               "loopback captures", offset=20)
+        self.report.warnings.append(
+            f"packets on an interface with unsupported link type {linktype} ({name}) skipped")
+
+    def _judge(self, case: RstCase) -> None:
+        if case.duplicate_of is not None and case.duplicate_of in self._verdicts:
+            verdict = as_duplicate(self._verdicts[case.duplicate_of], case)
+        else:
+            verdict = classify(case)
+        self._verdicts[verdict.frame] = verdict
+
+    def finish(self, complete: bool = True) -> FileReport:
+        for case in self.tracker.finish():
+            self._judge(case)
+        report = self.report
+        report.complete = complete
+        if self._reader is not None:
+            report.warnings.extend(w for w in self._reader.warnings if w not in report.warnings)
+        stats = self.decoder.stats
+        report.frames = stats.frames
+        report.tcp_packets = stats.tcp
+        report.skipped = stats.skipped()
+        report.flows = self.tracker.stats.flows
+        report.duplicates = self.tracker.stats.duplicates
+        report.evicted_flows = self.tracker.stats.evicted
+        if report.evicted_flows:
+            report.warnings.append(
+                f"flow table full: {report.evicted_flows} oldest flows evicted "
+                f"(cap {self.tracker.max_flows}); RSTs on them may lack context")
+        ordered = sorted(self._verdicts.values(), key=lambda v: v.frame)
+        report.verdicts = [_with_file(v, self.path) for v in refine_bursts(ordered)]
+        return report
+
+
+def _with_file(verdict: Verdict, path: str) -> Verdict:
+    return replace(verdict, file=path)
+
+
+def analyze_file(path: str, max_flows: int | None = None) -> FileReport:
+    """Read one capture and label every RST in it. Raises CaptureError if unreadable."""
+    return Analysis(path, max_flows).run()

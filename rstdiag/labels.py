@@ -1,0 +1,115 @@
+"""The RST cause taxonomy (../shared/docs/causes.md): labels, hints, and the verdict record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Label(StrEnum):
+    CLOSED_PORT = "closed-port"
+    ACCEPT_OVERFLOW = "accept-overflow"
+    LINGER_ABORT = "linger-abort"
+    UNREAD_DATA = "unread-data"
+    DATA_AFTER_CLOSE = "data-after-close"
+    HALF_OPEN = "half-open"
+    KEEPALIVE_TIMEOUT = "keepalive-timeout"
+    INJECTED = "injected"
+    CLIENT_ABORT = "client-abort"
+    FOLLOW_UP = "follow-up"
+    UNKNOWN = "unknown"
+
+
+class Sender(StrEnum):
+    CLIENT = "client"
+    SERVER = "server"
+    PATH = "path"
+    UNKNOWN = "unknown"
+
+
+class Confidence(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+HINTS: dict[Label, str] = {
+    Label.CLOSED_PORT: "is the service running and bound to that address/port? "
+    "a firewall REJECT looks the same but differs in TTL",
+    Label.ACCEPT_OVERFLOW: "raise the listen() backlog and net.core.somaxconn, accept faster; "
+    "nstat TcpExtListenOverflows counts them",
+    Label.LINGER_ABORT: "intended by the application? a client library that 'closes fast' "
+    "this way makes the peer see ECONNRESET",
+    Label.UNREAD_DATA: "the application closed without reading the whole request; "
+    "drain or shut down properly",
+    Label.DATA_AFTER_CLOSE: "the peer kept writing after the close: check who closes first, "
+    "or keep-alive reuse of a connection the other side already closed",
+    Label.HALF_OPEN: "look for a restart of the RST sender or a middlebox idle timeout "
+    "shorter than the application's keepalive",
+    Label.KEEPALIVE_TIMEOUT: "the peer or the path died; tune tcp_keepalive_* to detect it sooner",
+    Label.INJECTED: "find the device: traceroute towards the claimed sender, "
+    "compare the TTL with the hop count",
+    Label.CLIENT_ABORT: "scans look like this; so do clients that time out too early",
+    Label.FOLLOW_UP: "look at the first RST of the flow",
+    Label.UNKNOWN: "the capture does not show enough; capture closer to the endpoints "
+    "or from the start of the connection",
+}
+
+
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    addr: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.addr}]:{self.port}" if ":" in self.addr else f"{self.addr}:{self.port}"
+
+
+@dataclass(slots=True, frozen=True)
+class Verdict:
+    """One RST explained. `src`/`dst` are as on the wire; `sender` is who really sent it."""
+
+    frame: int
+    ts: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: str
+    client: Endpoint
+    server: Endpoint
+    sender: Sender
+    label: Label
+    confidence: Confidence
+    evidence: str
+    file: str = ""
+    duplicate_of: int | None = None
+    kernel_reason: str | None = None
+
+    @property
+    def hint(self) -> str:
+        return HINTS[self.label]
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "file": self.file,
+            "frame": self.frame,
+            "ts": round(self.ts, 6),
+            "src": self.src,
+            "sport": self.sport,
+            "dst": self.dst,
+            "dport": self.dport,
+            "flags": self.flags,
+            "client": str(self.client),
+            "server": str(self.server),
+            "sender": str(self.sender),
+            "label": str(self.label),
+            "confidence": str(self.confidence),
+            "evidence": self.evidence,
+            "hint": self.hint,
+        }
+        if self.duplicate_of is not None:
+            out["duplicate_of"] = self.duplicate_of
+        if self.kernel_reason is not None:
+            out["kernel_reason"] = self.kernel_reason
+        return out
