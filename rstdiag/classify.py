@@ -91,11 +91,13 @@ def _keepalive_probes(case: RstCase, side: int) -> list[Segment]:
 # --- the rules, in order ---------------------------------------------------------------
 
 def lone_rst(case: RstCase) -> Judgement | None:
-    if case.before:
+    if any(not seg.flags & RST for seg in case.before):
         return None
+    others = f" (only {len(case.before)} other RSTs)" if case.before else ""
     return (Label.UNKNOWN, LOW,
-            "lone RST: no earlier packet of this flow in the capture (its start was not "
-            "captured, or backscatter of a spoofed scan); nothing to infer a cause from", None)
+            f"lone RST: no earlier packet of this flow in the capture{others}; its start was "
+            "not captured, or it is backscatter of a spoofed scan: nothing to infer a cause from",
+            None)
 
 
 def injected(case: RstCase) -> Judgement | None:

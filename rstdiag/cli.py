@@ -89,12 +89,15 @@ def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool 
             env.warn(f"{path}: {warning}")
         reports.append(report)
     writers = {"json": write_json, "jsonl": write_jsonl, "csv": write_csv}
+    if not reports:
+        return status
     try:
         if fmt in writers:
             writers[fmt](reports, env.stdout)
         else:
             use_color = env.stdout_isatty if color is None else color
-            write_table(reports, env.stdout, color=use_color, verbose=verbose, quiet=quiet)
+            write_table(reports, env.stdout, color=use_color, verbose=verbose, quiet=quiet,
+                        width=None if env.stdout_isatty else 160)
         env.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()

@@ -18,6 +18,7 @@ HISTORY = 16  # segments kept per flow; the classifier looks at the last few
 AFTER = 8  # segments after a RST collected before it is judged
 AFTER_SECONDS = 5.0  # ...or this much capture time, whichever comes first
 DUPLICATE_SECONDS = 0.05  # the same packet seen twice (an 'any' capture) arrives within this
+DUPLICATE_SECONDS_NO_ID = 0.00002
 SWEEP_EVERY = 65536  # packets between sweeps of idle flows
 CLOSED_IDLE = 30.0  # a closed flow is forgotten after this much idle capture time
 OPEN_IDLE = 900.0  # an open flow is forgotten after this much idle capture time
@@ -60,6 +61,7 @@ class Segment:
     ttl: int
     ipid: int | None
     fastclose: bool = False
+    mptcp_reason: int | None = None
 
     @property
     def end(self) -> int:
@@ -280,7 +282,7 @@ class FlowTracker:
         client = flow.sides[0]
         side = 0 if (pkt.src == client.addr and pkt.sport == client.port) else 1
         seg = Segment(pkt.frame, pkt.ts, side, pkt.flags, pkt.seq, pkt.ack, pkt.length,
-                      pkt.window, pkt.ttl, pkt.ipid, pkt.mptcp_fastclose)
+                      pkt.window, pkt.ttl, pkt.ipid, pkt.mptcp_fastclose, pkt.mptcp_reset_reason)
         flow.last_ts = pkt.ts
         twin = self._twin(flow, seg)
         if twin is not None and not seg.flags & RST:
@@ -308,8 +310,13 @@ class FlowTracker:
         if (last.side == seg.side and last.seq == seg.seq and last.ack == seg.ack
                 and last.flags == seg.flags and last.length == seg.length
                 and last.window == seg.window and last.ipid == seg.ipid
-                and 0 <= seg.ts - last.ts <= DUPLICATE_SECONDS):
-            return last
+                and last.mptcp_reason == seg.mptcp_reason):
+            # Without an IP ID to tell them apart (IPv6, or the zero ID of Linux's RSTs), a
+            # stack's answers to two arriving segments look identical: only a near-zero gap
+            # says it is one packet captured twice.
+            window = DUPLICATE_SECONDS if seg.ipid else DUPLICATE_SECONDS_NO_ID
+            if 0 <= seg.ts - last.ts <= window:
+                return last
         return None
 
     def _case(self, flow: Flow, seg: Segment, pkt: Packet, twin: Segment | None) -> RstCase:

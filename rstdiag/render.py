@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -71,7 +72,7 @@ def _time(ts: float) -> str:
 def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verbose: int = 0,
                 quiet: bool = False, width: int | None = None) -> None:
     """A table of every RST, then a summary by cause; `quiet` prints the summary only."""
-    console = Console(file=out, force_terminal=color, no_color=not color, width=width or 200,
+    console = Console(file=out, force_terminal=color, no_color=not color, width=width,
                       highlight=False, soft_wrap=False)
     several = len(reports) > 1
     verdicts = [v for r in reports for v in r.verdicts]
@@ -88,7 +89,7 @@ def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verb
                 continue
             row = [str(v.frame), _time(v.ts), f"{v.client} -> {v.server}", str(v.sender),
                    f"[{LABEL_STYLES[v.label]}]{v.label}[/]", _confidence(v), v.evidence, v.hint]
-            table.add_row(*([v.file] if several else []), *row)
+            table.add_row(*([os.path.basename(v.file)] if several else []), *row)
         console.print(table)
         hidden = sum(1 for v in verdicts if v.duplicate_of is not None)
         if hidden and not verbose:
