@@ -16,6 +16,8 @@ from .records import ACK, FIN, RST, SYN, flag_string
 HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 IDLE_GAP = 30.0  # seconds of silence after which a forgotten connection is the likely story
 ACCEPT_BURST_SECONDS = 2.0
+ACCEPT_EXPIRY_SECONDS = 120.0
+CLIENT_ABORT_SECONDS = 10.0  # a reset 'right after' the handshake
 MAX_TEXT = 120
 
 Judgement = tuple[Label, Confidence, str, Sender | None]  # sender None: the RST's side
@@ -169,7 +171,7 @@ def client_abort(case: RstCase) -> Judgement | None:
         return (Label.CLIENT_ABORT, HIGH,
                 f"the client answered the SYN+ACK #{prev.frame} with a RST instead of "
                 "completing the handshake (half-open SYN scan, or a client that gave up)", None)
-    if me.acked is None:
+    if me.acked is None or rst.ts - prev.ts > CLIENT_ABORT_SECONDS:
         return None
     return (Label.CLIENT_ABORT, MEDIUM,
             "the client reset right after the handshake without sending data "
@@ -224,6 +226,9 @@ def accept_overflow(case: RstCase) -> Judgement | None:
     if seq_diff(peer.acked, me.isn) < 1:
         return None
     resent = [s for s in case.before if s.side == 1 and s.flags & SYN and s.flags & ACK]
+    # A request expires within about a minute of SYN+ACK retries; later, state was lost.
+    if (resent and rst.ts - resent[-1].ts > ACCEPT_EXPIRY_SECONDS) or _keepalive_probes(case, 0):
+        return None
     text = ("the client completed the handshake"
             + (f" and sent {peer.data_bytes} B" if peer.data_bytes else "")
             + "; the listener answered with a bare RST at its ISN+1 instead of accepting")
@@ -327,8 +332,8 @@ RULES: tuple[Rule, ...] = (
     injected,
     closed_port,
     follow_up,
-    client_abort,
     keepalive_timeout,
+    client_abort,
     data_after_close,
     reset_after_peer_rst,
     accept_overflow,
