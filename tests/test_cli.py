@@ -1,0 +1,175 @@
+"""The installed `rstdiag` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from corpus import public
+
+from rstdiag.cli import cli
+
+RSTDIAG = shutil.which("rstdiag") or ""
+needs_entry_point = pytest.mark.skipif(not RSTDIAG, reason="rstdiag is not installed (pip install -e .)")
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RSTDIAG, *args], input=stdin.decode("latin-1") if stdin else None,
+                          capture_output=True, text=True, timeout=60)
+
+
+@needs_entry_point
+def test_read_json_lists_every_rst_with_the_documented_fields() -> None:
+    result = run("read", "--format", "json", str(public("zeek__dhe.pcap")))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"version", "files", "rsts", "summary"}
+    assert [r["frame"] for r in doc["rsts"]] == [22, 23, 24]
+    required = {"file", "frame", "ts", "src", "sport", "dst", "dport", "sender", "label",
+                "confidence", "evidence", "hint"}
+    assert all(required <= set(r) for r in doc["rsts"])
+    assert doc["summary"] == {"data-after-close": 1, "follow-up": 2}
+
+
+@needs_entry_point
+def test_read_table_shows_each_cause_and_a_summary() -> None:
+    result = run("read", str(public("zeek__rst-inject-rae.pcap")))
+    assert result.returncode == 0
+    for label in ("injected", "unread-data", "follow-up"):
+        assert label in result.stdout
+    assert "3 RSTs in 1 TCP flows" in result.stdout
+
+
+@needs_entry_point
+def test_read_jsonl_prints_one_verdict_per_line() -> None:
+    result = run("read", "--format", "jsonl", str(public("zeek__ipv6-violation.pcap")))
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["label"] for line in lines] == \
+        ["data-after-close", "follow-up", "follow-up"]
+
+
+@needs_entry_point
+def test_read_csv_has_a_header_then_one_row_per_rst() -> None:
+    result = run("read", "--format", "csv", str(public("zeek__nmap-vsn.pcap")))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 9
+    assert rows[0]["label"] == "closed-port"
+
+
+@needs_entry_point
+def test_read_several_files_reports_each_file() -> None:
+    result = run("read", "--format", "json", str(public("zeek__dhe.pcap")),
+                 str(public("zeek__single-rst.pcap")))
+    doc = json.loads(result.stdout)
+    assert len(doc["files"]) == 2
+    assert len(doc["rsts"]) == 4
+
+
+@needs_entry_point
+def test_read_from_standard_input() -> None:
+    data = public("zeek__dhe.pcap").read_bytes()
+    result = subprocess.run([RSTDIAG, "read", "--format", "json", "-"], input=data,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0
+    assert len(json.loads(result.stdout)["rsts"]) == 3
+
+
+@needs_entry_point
+def test_a_file_that_is_not_a_capture_is_one_error_line_and_status_2(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("hello world\n")
+    result = run("read", str(bogus))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"rstdiag: error: {bogus}: not a pcap or pcapng file")
+    assert "Traceback" not in result.stderr
+
+
+@needs_entry_point
+def test_a_missing_file_is_one_error_line_and_status_2(tmp_path: Path) -> None:
+    result = run("read", str(tmp_path / "nope.pcap"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "nope.pcap" in result.stderr
+
+
+@needs_entry_point
+def test_a_truncated_capture_reports_what_was_read_and_warns(tmp_path: Path) -> None:
+    data = public("zeek__dhe.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) - 30])
+    result = run("read", "--format", "json", str(cut))
+    assert result.returncode == 0
+    assert [r["frame"] for r in json.loads(result.stdout)["rsts"]] == [22, 23]
+    assert "truncated" in result.stderr
+
+
+@needs_entry_point
+def test_unsupported_link_type_is_one_error_line_and_status_2(tmp_path: Path) -> None:
+    data = bytearray(public("zeek__dhe.pcap").read_bytes())
+    data[20:24] = (105).to_bytes(4, "little")  # IEEE 802.11
+    odd = tmp_path / "wifi.pcap"
+    odd.write_bytes(bytes(data))
+    result = run("read", str(odd))
+    assert result.returncode == 2
+    assert "unsupported link type 105 (IEEE 802.11)" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@needs_entry_point
+def test_output_closed_early_exits_quietly() -> None:
+    proc = subprocess.Popen(f"{RSTDIAG} read --format jsonl "
+                            f"{public('censorship-detection__tripwire-1597963966.pcap')} | head -1",
+                            shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=60)
+    assert len(out.splitlines()) == 1
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+@needs_entry_point
+def test_sigint_still_prints_the_summary_of_what_was_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "capture.fifo"
+    import os
+
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([RSTDIAG, "read", "--format", "json", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    data = public("zeek__dhe.pcap").read_bytes()
+    with open(fifo, "wb") as writer:
+        writer.write(data)  # the whole capture, but the pipe stays open: rstdiag waits
+        writer.flush()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    doc = json.loads(out)
+    assert doc["files"][0]["complete"] is False
+    assert len(doc["rsts"]) == 3
+    assert b"Traceback" not in err
+
+
+@needs_entry_point
+def test_version_and_help_answer() -> None:
+    assert run("--version").stdout.startswith("rstdiag, version")
+    assert "Exit status" in run("--help").stdout
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, command in cli.commands.items():
+        assert f"rstdiag {name}" in readme, f"README does not document `rstdiag {name}`"
+        assert command.help, f"`rstdiag {name}` has no --help text"
+
+
+def test_the_cli_module_does_not_import_scapy() -> None:
+    code = "import sys, rstdiag.cli, rstdiag.analysis; print('scapy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
