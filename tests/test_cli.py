@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,8 @@ from corpus import public
 from rstdiag.cli import cli
 
 RSTDIAG = shutil.which("rstdiag") or ""
-needs_entry_point = pytest.mark.skipif(not RSTDIAG, reason="rstdiag is not installed (pip install -e .)")
+needs_entry_point = pytest.mark.skipif(not RSTDIAG,
+                                       reason="rstdiag is not installed (pip install -e .)")
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -137,8 +139,6 @@ def test_output_closed_early_exits_quietly() -> None:
 @needs_entry_point
 def test_sigint_still_prints_the_summary_of_what_was_read(tmp_path: Path) -> None:
     fifo = tmp_path / "capture.fifo"
-    import os
-
     os.mkfifo(fifo)
     proc = subprocess.Popen([RSTDIAG, "read", "--format", "json", str(fifo)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
