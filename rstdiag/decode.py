@@ -95,10 +95,10 @@ def _ethernet_offset(data: bytes, type_at: int, header_end: int | None = None) -
         end += 4
     if ethertype in (ETH_IPV4, ETH_IPV6):
         return end
-    if ethertype == ETH_PPPOE_SESSION and len(data) >= end + 8:
-        # PPPoE header (6 bytes), then the PPP protocol field: 0x0021 IPv4, 0x0057 IPv6.
-        if _U16.unpack_from(data, end + 6)[0] in (0x0021, 0x0057):
-            return end + 8
+    # PPPoE header (6 bytes), then the PPP protocol field: 0x0021 IPv4, 0x0057 IPv6.
+    if (ethertype == ETH_PPPOE_SESSION and len(data) >= end + 8
+            and _U16.unpack_from(data, end + 6)[0] in (0x0021, 0x0057)):
+        return end + 8
     return -1
 
 
@@ -179,7 +179,7 @@ class Decoder:
         if payload_len == 0:
             payload_len = len(data) - pos  # jumbogram or offload: trust what was captured
         end = pos + payload_len
-        for _ in range(_MAX_EXT_HEADERS):
+        for _ in range(_MAX_EXT_HEADERS + 1):  # the extension headers, then TCP
             if next_header == 6:
                 return self._tcp(raw, data, pos, end - pos, 6, src, dst, hop_limit, None)
             if next_header in (0, 43, 60, 135, 139, 140):

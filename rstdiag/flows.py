@@ -218,7 +218,7 @@ class FlowTracker:
             ready.extend(self._forget(key))
             flow = None
         if flow is None:
-            flow = self._new_flow(key, pkt)
+            flow = self._new_flow(key, pkt, ready)
         self._track(flow, pkt, ready)
         if self._packets % SWEEP_EVERY == 0:
             ready.extend(self.sweep())
@@ -267,15 +267,16 @@ class FlowTracker:
         client = flow.sides[0]
         return not (client.addr == pkt.src and client.port == pkt.sport and client.isn == pkt.seq)
 
-    def _new_flow(self, key: tuple[bytes, int, bytes, int], pkt: Packet) -> Flow:
+    def _new_flow(self, key: tuple[bytes, int, bytes, int], pkt: Packet,
+                  ready: list[RstCase]) -> Flow:
         sender_is_client, how = _roles(pkt)
         me, peer = SideState(pkt.src, pkt.sport), SideState(pkt.dst, pkt.dport)
         sides = (me, peer) if sender_is_client else (peer, me)
         self.stats.flows += 1
-        flow = Flow(self.stats.flows, sides, how, deque(maxlen=HISTORY))
+        flow = Flow(self.stats.flows, sides, how, deque(maxlen=HISTORY), last_ts=pkt.ts)
         self.flows[key] = flow
         if len(self.flows) > self.max_flows * 1.1:  # do not wait for the next sweep to shrink
-            self.sweep()
+            ready.extend(self.sweep())
         return flow
 
     def _track(self, flow: Flow, pkt: Packet, ready: list[RstCase]) -> None:
