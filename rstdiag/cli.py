@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import ExitStatus, RstdiagError
 from .env import Environment
+from .errors import ExitStatus, RstdiagError
 
 EXIT_STATUS_HELP = (
     "Exit status: 0 done, 1 check found RSTs over the limit, 2 usage error or unreadable "
@@ -18,16 +18,25 @@ EXIT_STATUS_HELP = (
 )
 
 
-def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The output options every command that prints verdicts shares."""
+def output_options(func: Callable[..., Any] | None = None, *,
+                   formats: tuple[str, ...] = ("table", "json", "jsonl", "csv"),
+                   format_help: str = "table for people; json (one document), jsonl (one "
+                   "verdict per line) or csv (header first) for machines.",
+                   quiet_help: str = "Table: print the summary only.",
+                   verbose_help: str = "Table: also show identical copies of RSTs.") -> Any:
+    """The output options every command that prints verdicts shares.
+
+    `@output_options` gives those of `read`; `@output_options(formats=..., ...)` another
+    command's format list and help texts.
+    """
+    if func is None:
+        return lambda f: output_options(f, formats=formats, format_help=format_help,
+                                        quiet_help=quiet_help, verbose_help=verbose_help)
     options = [
-        click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]),
-                     default="table", show_default=True,
-                     help="table for people; json (one document), jsonl (one verdict per line) "
-                     "or csv (header first) for machines."),
-        click.option("-q", "--quiet", is_flag=True, help="Table: print the summary only."),
-        click.option("-v", "--verbose", count=True,
-                     help="Table: also show identical copies of RSTs."),
+        click.option("--format", "fmt", type=click.Choice(list(formats)),
+                     default="table", show_default=True, help=format_help),
+        click.option("-q", "--quiet", is_flag=True, help=quiet_help),
+        click.option("-v", "--verbose", count=True, help=verbose_help),
         click.option("--color/--no-color", default=None,
                      help="Colour the table (default: when stdout is a terminal)."),
     ]
@@ -102,6 +111,162 @@ def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool 
     except BrokenPipeError:
         _silence_stdout()
     return status
+
+
+CHECK_EXIT_STATUS_HELP = (
+    "Exit status (the conventions of ruff and pytest): 0 passed, 1 more RSTs with failing "
+    "causes than --max allows, 2 usage error, bad baseline or unreadable capture, "
+    "130 interrupted."
+)
+
+
+def _fail_on_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from .gate import DEFAULT_FAIL_ON, GateError, parse_labels
+
+    if value is None:
+        return DEFAULT_FAIL_ON
+    try:
+        return parse_labels(value)
+    except GateError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _ignore_flow_option(ctx: click.Context, param: click.Parameter,
+                        value: tuple[str, ...]) -> Any:
+    from .gate import GateError, parse_flow_rule
+
+    try:
+        return tuple(parse_flow_rule(rule) for rule in value)
+    except GateError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from .gate import Baseline, GateError
+
+    if value is None:
+        return None
+    try:
+        return Baseline.load(value)
+    except GateError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command(epilog=CHECK_EXIT_STATUS_HELP)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False,
+                                                                  allow_dash=True))
+@click.option("--fail-on", "fail_on", metavar="LABELS", callback=_fail_on_option,
+              help="Comma list of the causes that fail the check (default: every cause but "
+              "closed-port and client-abort).")
+@click.option("--max", "max_findings", type=click.IntRange(min=0), default=0,
+              show_default=True, metavar="N",
+              help="Fail when more than N RSTs have those causes.")
+@click.option("--ignore-flow", "ignore_flows", multiple=True, metavar="HOST:PORT[-HOST:PORT]",
+              callback=_ignore_flow_option,
+              help="Do not count RSTs of flows with this endpoint (either side), or of the "
+              "flow between these two endpoints (either direction); IPv6 as [addr]:port. "
+              "Repeatable.")
+@click.option("--ignore-port", "ignore_ports", multiple=True, metavar="PORT",
+              type=click.IntRange(0, 65535),
+              help="Do not count RSTs of flows to this server port. Repeatable.")
+@click.option("--baseline", "baseline", metavar="FILE", callback=_baseline_option,
+              help="Accept the RSTs listed in this baseline (from --write-baseline): "
+              "each (cause, server port) up to its count.")
+@click.option("--write-baseline", "write_baseline", metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="Write the RSTs that count now as the baseline FILE, and pass.")
+@output_options(formats=("table", "json", "junit", "github", "markdown"),
+                format_help="table for people; json (the read document plus a \"check\" "
+                "object), junit (JUnit XML), github (workflow commands), markdown (for a "
+                "pull request).",
+                quiet_help="Table: print the PASS/FAIL line only.",
+                verbose_help="Table: list every RST and its outcome, not only those that "
+                "fail the check.")
+@click.option("--max-flows", type=click.IntRange(min=1000), default=None,
+              help="Flows held in memory at once (default 200000).")
+def check(files: tuple[str, ...], fail_on: Any, max_findings: int, ignore_flows: Any,
+          ignore_ports: tuple[int, ...], baseline: Any, write_baseline: str | None, fmt: str,
+          quiet: bool, verbose: int, color: bool | None, max_flows: int | None) -> None:
+    """Fail (exit status 1) when captures FILES show TCP RSTs that should not happen: the CI
+    gate for traffic captured in integration and load tests.
+
+    Causes: closed-port, accept-overflow, linger-abort, unread-data, data-after-close,
+    half-open, keepalive-timeout, injected, client-abort, follow-up, unknown. Identical copies
+    of a RST never count.
+    """
+    from .gate import Policy
+
+    policy = Policy(fail_on=fail_on, max=max_findings, ignore_flows=ignore_flows,
+                    ignore_ports=frozenset(ignore_ports), baseline=baseline)
+    env = Environment.from_system()
+    status = run_check(env, files, policy, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
+                       max_flows=max_flows, write_baseline=write_baseline)
+    raise SystemExit(int(status))
+
+
+def run_check(env: Environment, files: tuple[str, ...], policy: Any, *, fmt: str,
+              quiet: bool = False, verbose: int = 0, color: bool | None = None,
+              max_flows: int | None = None, write_baseline: str | None = None) -> ExitStatus:
+    from dataclasses import replace
+
+    from .analysis import Analysis, FileReport
+    from .ci_formats import WRITERS, write_table
+    from .gate import InputError, evaluate
+
+    reports: list[FileReport] = []
+    errors: list[InputError] = []
+    interrupted = False
+    for path in files:
+        analysis = Analysis(path, max_flows)
+        try:
+            with _progress(env, path) as progress:
+                report = analysis.run(progress)
+        except RstdiagError as exc:
+            env.error(f"{path}: {exc}")
+            errors.append(InputError(path, str(exc)))
+            continue
+        except OSError as exc:
+            env.error(f"{path}: {exc.strerror or exc}")
+            errors.append(InputError(path, str(exc.strerror or exc)))
+            continue
+        except KeyboardInterrupt:
+            reports.append(analysis.finish(complete=False))
+            env.warn(f"{path}: interrupted; reporting what was read")
+            interrupted = True
+            break
+        for warning in report.warnings:
+            env.warn(f"{path}: {warning}")
+        reports.append(report)
+    result = evaluate(reports, policy, errors)
+    if write_baseline is not None:
+        if errors or interrupted:
+            env.error(f"baseline {write_baseline} not written: not every capture was read")
+        else:
+            new = result.baseline()
+            try:
+                new.save(write_baseline)
+            except OSError as exc:
+                env.error(f"{write_baseline}: cannot write the baseline ({exc.strerror})")
+                return ExitStatus.ERROR
+            print(f"rstdiag: baseline {write_baseline} written: {sum(new.accepted.values())} "
+                  f"RSTs accepted in {len(new.accepted)} (cause, server port) entries",
+                  file=env.stderr, flush=True)
+            result = evaluate(reports, replace(policy, baseline=new), errors)
+    try:
+        if fmt in WRITERS:
+            WRITERS[fmt](result, reports, env.stdout)
+        else:
+            use_color = env.stdout_isatty if color is None else color
+            write_table(result, reports, env.stdout, color=use_color, verbose=verbose,
+                        quiet=quiet, width=None if env.stdout_isatty else 160)
+        env.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    if interrupted:
+        return ExitStatus.INTERRUPTED
+    if errors:
+        return ExitStatus.ERROR
+    return ExitStatus.FINDINGS if result.over_limit else ExitStatus.OK
 
 
 class _progress:

@@ -247,7 +247,8 @@ class FlowTracker:
                 ready.extend(self._forget(key))
         excess = len(self.flows) - self.max_flows
         if excess > 0:
-            for key in list(self.flows)[:excess]:  # dicts keep insertion order: oldest first
+            idlest = sorted(self.flows, key=lambda k: self.flows[k].last_ts)[:excess]
+            for key in idlest:
                 ready.extend(self._forget(key))
                 self.stats.evicted += 1
         if len(self.host_ttls) > MAX_HOSTS:

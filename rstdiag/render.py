@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import json
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from corpus import public
 
 from rstdiag.analysis import analyze_file
-
-from corpus import public
 
 EXPECTED: dict[str, dict[int, str]] = {
     "chrissanders__tcp_refuseconnection.pcapng": {2: "closed-port"},
