@@ -187,8 +187,8 @@ def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | No
 def check(files: tuple[str, ...], fail_on: Any, max_findings: int, ignore_flows: Any,
           ignore_ports: tuple[int, ...], baseline: Any, write_baseline: str | None, fmt: str,
           quiet: bool, verbose: int, color: bool | None, max_flows: int | None) -> None:
-    """Fail (exit status 1) when captures FILES show TCP RSTs that should not happen: the CI
-    gate for traffic captured in integration and load tests.
+    """Fail (exit status 1) when captures FILES ('-' for standard input) show TCP RSTs that
+    should not happen: the CI gate for traffic captured in integration and load tests.
 
     Causes: closed-port, accept-overflow, linger-abort, unread-data, data-after-close,
     half-open, keepalive-timeout, injected, client-abort, follow-up, unknown. Identical copies

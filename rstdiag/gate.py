@@ -1,0 +1,339 @@
+"""The CI gate behind `rstdiag check`: which RSTs of a capture fail the build.
+
+Pure logic, no printing: a `Policy` (the failing labels, the limit, what to ignore, an
+optional baseline) and `evaluate(reports, policy)` giving a `CheckResult`. The CLI parses the
+options with the `parse_*` helpers here and renders the result with rstdiag.ci_formats.
+
+Every RST gets one `Outcome`, decided in this order:
+  duplicate    an identical copy of an earlier RST (`duplicate_of` set): never counted;
+  not-checked  its label is not in `fail_on`;
+  ignored      its flow matches an --ignore-flow or --ignore-port rule;
+  accepted     the baseline accepts its (label, server port) and that entry's count is not used up;
+  finding      everything else: counted against `max`.
+The check passes when the findings are at most `max` and every capture could be read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from .analysis import FileReport, summarize
+from .labels import Endpoint, Label, Verdict
+
+DEFAULT_FAIL_ON: frozenset[Label] = frozenset(Label) - {Label.CLOSED_PORT, Label.CLIENT_ABORT}
+BASELINE_VERSION = 1
+
+
+class GateError(ValueError):
+    """An option value or baseline file that cannot be used; the message says why."""
+
+
+class Outcome(StrEnum):
+    FINDING = "finding"
+    ACCEPTED = "accepted"
+    IGNORED = "ignored"
+    NOT_CHECKED = "not-checked"
+    DUPLICATE = "duplicate"
+
+
+# --- option parsing -----------------------------------------------------------------------
+
+def valid_labels() -> str:
+    return ", ".join(str(label) for label in Label)
+
+
+def parse_labels(text: str) -> frozenset[Label]:
+    """A comma list of label names (`injected,half-open`); unknown names raise GateError."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise GateError(f"no label given; valid labels: {valid_labels()}")
+    known = {str(label): label for label in Label}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise GateError(f"unknown label{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(n) for n in unknown)}; valid labels: {valid_labels()}")
+    return frozenset(known[name] for name in names)
+
+
+def ordered_labels(labels: Iterable[Label]) -> list[str]:
+    """Labels in taxonomy order, as strings."""
+    wanted = set(labels)
+    return [str(label) for label in Label if label in wanted]
+
+
+def _parse_port(text: str, what: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise GateError(f"{what}: port must be a number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
+_ENDPOINT = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<v6port>[^:\[\]]*)"
+                       r"|(?P<v4>[^:\[\]]+):(?P<v4port>[^:\[\]]*)")
+
+
+def _normal_addr(addr: str) -> str:
+    """The canonical text of an IP address (IPv6 compressed, lower case); else as given."""
+    try:
+        return ipaddress.ip_address(addr.split("%", 1)[0]).compressed
+    except ValueError:
+        return addr
+
+
+def _parse_endpoint(text: str, rule: str) -> tuple[str, int]:
+    match = _ENDPOINT.fullmatch(text)
+    if match is None:
+        raise GateError(f"{rule!r}: expected HOST:PORT, or [IPv6]:PORT")
+    addr = match.group("v6") or match.group("v4")
+    port = match.group("v6port") if match.group("v6") else match.group("v4port")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        raise GateError(f"{rule!r}: {addr!r} is not an IP address") from None
+    if match.group("v6") and ip.version != 6:
+        raise GateError(f"{rule!r}: brackets are for IPv6 addresses")
+    return ip.compressed, _parse_port(port, repr(rule))
+
+
+@dataclass(slots=True, frozen=True)
+class FlowRule:
+    """`HOST:PORT` matches a flow with that endpoint on either side; `A-B` the flow between
+    the endpoints A and B, in either direction."""
+
+    a: tuple[str, int]
+    b: tuple[str, int] | None = None
+
+    def matches(self, client: Endpoint, server: Endpoint) -> bool:
+        ends = ((_normal_addr(client.addr), client.port), (_normal_addr(server.addr), server.port))
+        if self.b is None:
+            return self.a in ends
+        return (self.a, self.b) in (ends, ends[::-1])
+
+    def __str__(self) -> str:
+        def show(end: tuple[str, int]) -> str:
+            return str(Endpoint(*end))
+
+        return show(self.a) if self.b is None else f"{show(self.a)}-{show(self.b)}"
+
+
+def parse_flow_rule(text: str) -> FlowRule:
+    """`HOST:PORT`, `HOST:PORT-HOST:PORT`; IPv6 as `[addr]:port`."""
+    rule = text.strip()
+    # split on a '-' outside brackets (IPv4 and bracketed IPv6 addresses have none)
+    depth, cut = 0, -1
+    for i, ch in enumerate(rule):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "-" and depth == 0:
+            if cut >= 0:
+                raise GateError(f"{rule!r}: expected HOST:PORT or "
+                                "HOST:PORT-HOST:PORT")
+            cut = i
+    if cut < 0:
+        return FlowRule(_parse_endpoint(rule, rule))
+    return FlowRule(_parse_endpoint(rule[:cut], rule), _parse_endpoint(rule[cut + 1:], rule))
+
+
+# --- baseline -----------------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class Baseline:
+    """Accepted RSTs: how many RSTs of each (label, server port) do not count as findings."""
+
+    accepted: dict[tuple[Label, int], int] = field(default_factory=dict)
+
+    @classmethod
+    def from_verdicts(cls, verdicts: Iterable[Verdict]) -> Baseline:
+        counts = Counter((v.label, v.server.port) for v in verdicts if v.duplicate_of is None)
+        return cls(dict(counts))
+
+    def to_dict(self) -> dict[str, object]:
+        order = {label: i for i, label in enumerate(Label)}
+        keys = sorted(self.accepted, key=lambda k: (order[k[0]], k[1]))
+        return {
+            "rstdiag_baseline": BASELINE_VERSION,
+            "rule": "an RST is accepted when its (label, server_port) is listed here, up to "
+                    "count RSTs per entry over all the captures of one check",
+            "accepted": [{"label": str(label), "server_port": port,
+                          "count": self.accepted[(label, port)]} for label, port in keys],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.dumps(), encoding="utf-8")
+
+    @classmethod
+    def loads(cls, text: str, name: str = "baseline") -> Baseline:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GateError(f"{name}: not JSON ({exc})") from None
+        if not isinstance(doc, dict) or "rstdiag_baseline" not in doc:
+            raise GateError(f"{name}: not an rstdiag baseline (written by --write-baseline)")
+        if doc["rstdiag_baseline"] != BASELINE_VERSION:
+            raise GateError(f"{name}: baseline version {doc['rstdiag_baseline']!r} "
+                            f"unsupported (this rstdiag reads version {BASELINE_VERSION})")
+        entries = doc.get("accepted")
+        if not isinstance(entries, list):
+            raise GateError(f"{name}: 'accepted' must be a list")
+        known = {str(label): label for label in Label}
+        accepted: dict[tuple[Label, int], int] = {}
+        for n, entry in enumerate(entries, 1):
+            where = f"{name}: accepted entry {n}"
+            if not isinstance(entry, dict):
+                raise GateError(f"{where}: must be an object")
+            label, port, count = entry.get("label"), entry.get("server_port"), entry.get("count")
+            if label not in known:
+                raise GateError(f"{where}: unknown label {label!r}; valid labels: "
+                                f"{valid_labels()}")
+            if type(port) is not int or not 0 <= port <= 65535:
+                raise GateError(f"{where}: server_port must be a port number")
+            if type(count) is not int or count < 0:
+                raise GateError(f"{where}: count must be a number >= 0")
+            key = (known[label], port)
+            accepted[key] = accepted.get(key, 0) + count
+        return cls(accepted)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Baseline:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise GateError(f"{path}: cannot read the baseline ({reason})") from None
+        return cls.loads(text, str(path))
+
+
+# --- policy and evaluation ----------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class Policy:
+    fail_on: frozenset[Label] = DEFAULT_FAIL_ON
+    max: int = 0
+    ignore_flows: tuple[FlowRule, ...] = ()
+    ignore_ports: frozenset[int] = frozenset()
+    baseline: Baseline | None = None
+
+    def ignores(self, verdict: Verdict) -> bool:
+        if verdict.server.port in self.ignore_ports:
+            return True
+        return any(rule.matches(verdict.client, verdict.server) for rule in self.ignore_flows)
+
+
+@dataclass(slots=True, frozen=True)
+class InputError:
+    """A capture that could not be read."""
+
+    file: str
+    message: str
+
+
+@dataclass(slots=True)
+class FileOutcomes:
+    """The outcome of every RST of one capture, in frame order."""
+
+    path: str
+    outcomes: list[tuple[Verdict, Outcome]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CheckResult:
+    policy: Policy
+    files: list[FileOutcomes] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+
+    @property
+    def outcomes(self) -> list[tuple[Verdict, Outcome]]:
+        return [pair for f in self.files for pair in f.outcomes]
+
+    def _with(self, outcome: Outcome) -> list[Verdict]:
+        return [v for v, o in self.outcomes if o is outcome]
+
+    @property
+    def findings(self) -> list[Verdict]:
+        """The RSTs counted against the limit, in file and frame order."""
+        return self._with(Outcome.FINDING)
+
+    @property
+    def accepted(self) -> list[Verdict]:
+        return self._with(Outcome.ACCEPTED)
+
+    @property
+    def ignored(self) -> list[Verdict]:
+        return self._with(Outcome.IGNORED)
+
+    @property
+    def not_checked(self) -> list[Verdict]:
+        return self._with(Outcome.NOT_CHECKED)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self._with(Outcome.DUPLICATE))
+
+    @property
+    def by_label(self) -> dict[str, int]:
+        """Findings by label, in taxonomy order."""
+        return summarize(self.findings)
+
+    @property
+    def over_limit(self) -> bool:
+        return len(self.findings) > self.policy.max
+
+    @property
+    def passed(self) -> bool:
+        return not self.over_limit and not self.errors
+
+    def baseline(self) -> Baseline:
+        """What `--write-baseline` writes: every RST this policy would count, without a
+        baseline (the findings and the RSTs an existing baseline accepted)."""
+        return Baseline.from_verdicts(v for v, o in self.outcomes
+                                      if o in (Outcome.FINDING, Outcome.ACCEPTED))
+
+    def to_dict(self) -> dict[str, object]:
+        """The "check" object of `check --format json`."""
+        return {
+            "passed": self.passed,
+            "fail_on": ordered_labels(self.policy.fail_on),
+            "max": self.policy.max,
+            "findings": len(self.findings),
+            "by_label": self.by_label,
+            "accepted_by_baseline": len(self.accepted),
+            "ignored": len(self.ignored),
+            "not_checked": len(self.not_checked),
+            "duplicates": self.duplicates,
+            "offending": [{"file": v.file, "frame": v.frame, "label": str(v.label)}
+                          for v in self.findings],
+            "errors": [{"file": e.file, "error": e.message} for e in self.errors],
+        }
+
+
+def evaluate(reports: Sequence[FileReport], policy: Policy,
+             errors: Sequence[InputError] = ()) -> CheckResult:
+    """Decide the outcome of every RST of `reports` under `policy` (see the module doc)."""
+    remaining = dict(policy.baseline.accepted) if policy.baseline is not None else {}
+    result = CheckResult(policy, errors=list(errors))
+    for report in reports:
+        outcomes = FileOutcomes(report.path)
+        result.files.append(outcomes)
+        for verdict in report.verdicts:
+            if verdict.duplicate_of is not None:
+                outcome = Outcome.DUPLICATE
+            elif verdict.label not in policy.fail_on:
+                outcome = Outcome.NOT_CHECKED
+            elif policy.ignores(verdict):
+                outcome = Outcome.IGNORED
+            elif remaining.get(key := (verdict.label, verdict.server.port), 0) > 0:
+                remaining[key] -= 1
+                outcome = Outcome.ACCEPTED
+            else:
+                outcome = Outcome.FINDING
+            outcomes.outcomes.append((verdict, outcome))
+    return result
