@@ -1,8 +1,8 @@
 """Read pcap and pcapng capture files into RawFrame records: fast, and without trusting them.
 
 Standard library only: importing scapy costs seconds, and this reader sits on the hot path of
-every run. The stream is read in large chunks and parsed with precompiled structs; each frame's
-data is one bytes slice of the chunk. Captures are untrusted input, so every length field is
+every run. The stream is read in chunks and parsed with precompiled structs; each frame's data
+is one bytes slice of a chunk. Captures are untrusted input, so every length field is
 checked against the bytes present and against a sane maximum before it is used: a damaged
 file ends iteration with a line in `warnings`, never with an exception other than CaptureError,
 a hang or an outsized allocation.
@@ -18,7 +18,9 @@ from typing import BinaryIO
 from rstdiag.errors import CaptureError
 from rstdiag.records import RawFrame
 
-CHUNK_SIZE = 8 << 20  # bytes asked of the stream per read: few syscalls, bounded memory
+# Bytes asked of the stream per read. Larger chunks were no faster on files (a chunk holds ~100
+# packets already) but slower on pipes, where read1 allocates the whole size to fill 64 KiB.
+CHUNK_SIZE = 64 << 10
 MAX_PCAP_CAPLEN = 262144  # tcpdump's and Wireshark's largest snaplen; beyond it is corruption
 MAX_BLOCK_LEN = 16 << 20  # pcapng blocks longer than this are corruption, not packets
 MAX_INTERFACES = 65536  # per pcapng section; the obsolete Packet Block can only name 65536
@@ -44,9 +46,15 @@ _SHB_BYTES = b"\x0a\x0d\x0d\x0a"
 SHB_MIN_LEN = 28
 IDB_MIN_LEN = 20
 SPB_MIN_LEN = 16
-EPB_MIN_LEN = 32
+EPB_MIN_LEN = PB_MIN_LEN = 32
 # Smallest length of each block type, so its fixed fields can be read without bounds checks
-_MIN_LENGTHS = {SHB: SHB_MIN_LEN, IDB: IDB_MIN_LEN, PB: 32, SPB: SPB_MIN_LEN, EPB: EPB_MIN_LEN}
+_MIN_LENGTHS = {
+    SHB: SHB_MIN_LEN,
+    IDB: IDB_MIN_LEN,
+    PB: PB_MIN_LEN,
+    SPB: SPB_MIN_LEN,
+    EPB: EPB_MIN_LEN,
+}
 
 # IDB options this reader uses
 OPT_ENDOFOPT = 0
@@ -107,8 +115,9 @@ class CaptureReader:
         self.name = name
         self.warnings = []
         self.bytes_read = 0
-        # Whole chunks even from a pipe: read1's 64 KiB pipe reads doubled the time per frame.
-        self._read: Callable[[int], bytes] = stream.read
+        # read1 returns what a pipe holds now: packets written to a live pipe are read at once,
+        # not when a whole chunk has arrived.
+        self._read: Callable[[int], bytes] = getattr(stream, "read1", None) or stream.read
         self._eof = False
         self._base = 0  # file offset of self._buf[0]
         self._warned: set[str] = set()  # kinds of warning given once per file
@@ -134,9 +143,9 @@ class CaptureReader:
     def _refill(self, buf: bytes, pos: int, need: int) -> bytes:
         """Drop the parsed bytes buf[:pos]; read until `need` bytes are buffered or the stream ends.
 
-        With nothing left over, one large chunk is read and used as it is. With a record cut by
-        the end of the chunk, only its missing bytes are read and joined to it: copying one cut
-        record is cheap, while copying every chunk behind a leftover took a quarter of the time.
+        With nothing left over, one chunk is read and used as it is. With a record cut by the end
+        of the chunk, only its missing bytes are read and joined to it, so no byte is copied twice
+        save those of the cut records.
         """
         self._base += pos
         rest = buf[pos:]
@@ -183,7 +192,7 @@ class CaptureReader:
         buf, pos = self._buf, PCAP_HEADER_LEN
         self._buf = b""
         frame = 0
-        caplen = 0
+        caplen = 0  # of the record the hot loop stopped at
         while True:
             end = len(buf)
             # The hot loop: every record that lies wholly in the buffer.
@@ -314,25 +323,14 @@ class CaptureReader:
 
             if btype in (EPB, PB, SPB):
                 frame += 1
-                if btype == EPB:
-                    _, _, iface, high, low, caplen, wirelen = layout.epb.unpack_from(buf, pos)
-                    data_start = pos + 28
-                elif btype == PB:
-                    iface, high, low, caplen, wirelen = layout.pb.unpack_from(buf, pos + 8)
-                    data_start = pos + 28
-                else:  # SPB: interface 0, no timestamp, captured length implied by the block
-                    iface, high, low = 0, 0, 0
-                    (wirelen,) = layout.u32.unpack_from(buf, pos + 8)
-                    caplen = min(wirelen, length - SPB_MIN_LEN)
-                    data_start = pos + 12
-                if caplen > length - (data_start - pos) - 4:
+                iface, ticks, caplen, wirelen, start = _packet_fields(btype, buf, pos, layout)
+                if start + caplen > pos + length - 4:
                     self._warn_corrupt(pos, btype, frame - 1, f"caplen {caplen} exceeds the block")
                     return
                 if iface < len(interfaces):
                     linktype, units, offset = interfaces[iface]
-                    ts = 0.0 if btype == SPB else ((high << 32) | low) / units + offset
-                    data = buf[data_start : data_start + caplen]
-                    yield RawFrame(frame, ts, linktype, data, wirelen)
+                    ts = 0.0 if ticks is None else ticks / units + offset
+                    yield RawFrame(frame, ts, linktype, buf[start : start + caplen], wirelen)
                 else:
                     self._warn_once(
                         "interface",
@@ -341,7 +339,7 @@ class CaptureReader:
                         "skipped it and any others like it",
                     )
             elif btype == IDB:
-                if len(interfaces) == MAX_INTERFACES:  # each costs memory, unlike its 20 bytes
+                if len(interfaces) == MAX_INTERFACES:  # 20 bytes of file, ~100 of memory each
                     self._warn_corrupt(pos, btype, frame, f"more than {MAX_INTERFACES} interfaces")
                     return
                 interfaces.append(self._interface(buf, pos, length, layout))
@@ -393,6 +391,20 @@ class CaptureReader:
         if kind not in self._warned:
             self._warned.add(kind)
             self.warnings.append(message)
+
+
+def _packet_fields(
+    btype: int, buf: bytes, pos: int, layout: _Layout
+) -> tuple[int, int | None, int, int, int]:
+    """(interface, timestamp ticks or None, caplen, wirelen, data offset) of a packet block."""
+    if btype == EPB:
+        _, _, iface, high, low, caplen, wirelen = layout.epb.unpack_from(buf, pos)
+    elif btype == PB:
+        iface, high, low, caplen, wirelen = layout.pb.unpack_from(buf, pos + 8)
+    else:  # SPB: interface 0, no timestamp, captured length implied by the block
+        length, wirelen = layout.head.unpack_from(buf, pos + 4)
+        return 0, None, min(wirelen, length - SPB_MIN_LEN), wirelen, pos + 12
+    return iface, (high << 32) | low, caplen, wirelen, pos + 28
 
 
 def _block_length_problem(length: int, minimum: int) -> str:
