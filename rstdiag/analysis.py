@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 from .classify import as_duplicate, classify, refine_bursts
 from .decode import SUPPORTED_LINKTYPES, Decoder
@@ -17,6 +18,8 @@ from .flows import FlowTracker, RstCase
 from .labels import Label, Verdict
 from .pcapfile import CaptureReader, open_capture
 from .records import RawFrame
+
+MAX_LINKTYPE_WARNINGS = 8  # distinct unsupported link types warned about one by one
 
 LINKTYPE_NAMES = {
     9: "PPP", 50: "PPP in HDLC framing", 105: "IEEE 802.11", 119: "802.11 Prism",
@@ -40,6 +43,8 @@ class FileReport:
     warnings: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     complete: bool = True  # False when interrupted before the end of the file
+    first_ts: float | None = None  # earliest and latest frame time of the file (None: no frames)
+    last_ts: float | None = None
 
     def summary(self) -> dict[str, int]:
         return summarize(self.verdicts)
@@ -56,6 +61,8 @@ class FileReport:
             "evicted_flows": self.evicted_flows,
             "warnings": self.warnings,
             "complete": self.complete,
+            "first_ts": None if self.first_ts is None else round(self.first_ts, 6),
+            "last_ts": None if self.last_ts is None else round(self.last_ts, 6),
         }
 
 
@@ -82,18 +89,32 @@ class Analysis:
 
     def run(self, progress: Callable[[int], None] | None = None) -> FileReport:
         reader, stream = open_capture(self.path)
-        self._reader = reader
-        self.report.format = reader.format
         try:
-            for n, raw in enumerate(reader, 1):
-                self._frame(raw)
-                if progress is not None and n % 4096 == 0:
-                    progress(reader.bytes_read)
+            self._read(reader, progress)
         finally:
             stream.close()
         return self.finish()
 
+    def run_stream(self, stream: BinaryIO,
+                   progress: Callable[[int], None] | None = None) -> FileReport:
+        """`run` on an open binary stream (a BytesIO, a pipe), named `path`; not closed here."""
+        self._read(CaptureReader(stream, self.path), progress)
+        return self.finish()
+
+    def _read(self, reader: CaptureReader, progress: Callable[[int], None] | None) -> None:
+        self._reader = reader
+        self.report.format = reader.format
+        for n, raw in enumerate(reader, 1):
+            self._frame(raw)
+            if progress is not None and n % 4096 == 0:
+                progress(reader.bytes_read)
+
     def _frame(self, raw: RawFrame) -> None:
+        report, ts = self.report, raw.ts
+        if report.first_ts is None or ts < report.first_ts:
+            report.first_ts = ts
+        if report.last_ts is None or ts > report.last_ts:
+            report.last_ts = ts
         pkt = self.decoder.decode(raw)
         if pkt is None:
             self._check_linktype(raw.linktype)
@@ -105,6 +126,11 @@ class Analysis:
         if linktype in SUPPORTED_LINKTYPES or linktype in self._warned_linktypes:
             return
         self._warned_linktypes.add(linktype)
+        if len(self._warned_linktypes) > MAX_LINKTYPE_WARNINGS:  # a pcapng may declare 65536
+            if len(self._warned_linktypes) == MAX_LINKTYPE_WARNINGS + 1:
+                self.report.warnings.append("packets on interfaces with further unsupported "
+                                            "link types skipped (counted in skipped)")
+            return
         name = LINKTYPE_NAMES.get(linktype, "unknown")
         if self.report.format == "pcap":
             raise CaptureError(f"unsupported link type {linktype} ({name}): rstdiag reads "
@@ -115,7 +141,10 @@ class Analysis:
 
     def _judge(self, case: RstCase) -> None:
         if case.duplicate_of is not None and case.duplicate_of in self._verdicts:
-            verdict = as_duplicate(self._verdicts[case.duplicate_of], case)
+            original = self._verdicts[case.duplicate_of]
+            if original.duplicate_of is not None:  # the tracker lost the chain (idle sweep)
+                original = self._verdicts.get(original.duplicate_of, original)
+            verdict = as_duplicate(original, case)
         else:
             verdict = classify(case)
         self._verdicts[verdict.frame] = verdict
@@ -131,6 +160,11 @@ class Analysis:
         report.frames = stats.frames
         report.tcp_packets = stats.tcp
         report.skipped = stats.skipped()
+        if self._reader is not None and self._reader.skipped_frames:
+            # numbered like any other frame, so that every verdict's frame is <= frames
+            report.frames += self._reader.skipped_frames
+            report.skipped = {**report.skipped,
+                              "undeclared_interface": self._reader.skipped_frames}
         report.flows = self.tracker.stats.flows
         report.duplicates = self.tracker.stats.duplicates
         report.evicted_flows = self.tracker.stats.evicted

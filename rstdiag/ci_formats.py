@@ -11,6 +11,7 @@ Every writer takes the CheckResult, the reports it was made from and a text stre
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -20,14 +21,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .analysis import FileReport
 from .gate import CheckResult, Outcome, ordered_labels
 from .labels import Label, Verdict
-from .render import LABEL_STYLES, document
+from .render import CSV_FIELDS, LABEL_STYLES, PipeSafeConsole, document
 
 CHECK_FORMATS = ("table", "json", "junit", "github", "markdown")
 MARKDOWN_LIST_LIMIT = 20
@@ -93,7 +93,7 @@ def write_table(result: CheckResult, reports: Sequence[FileReport], out: TextIO,
                 color: bool, verbose: int = 0, quiet: bool = False,
                 width: int | None = None) -> None:
     """The offending RSTs (every RST with -v, and what became of it), then PASS/FAIL."""
-    console = Console(file=out, force_terminal=color, no_color=not color, width=width,
+    console = PipeSafeConsole(file=out, force_terminal=color, no_color=not color, width=width,
                       highlight=False, soft_wrap=False)
     several = len(reports) > 1
     rows = [(v, o) for v, o in result.outcomes if verbose or o is Outcome.FINDING]
@@ -326,5 +326,22 @@ def write_markdown(result: CheckResult, reports: Sequence[FileReport], out: Text
             out.write(f"- {code(error.file)}: {md(error.message)}\n")
 
 
-WRITERS = {"json": write_json, "junit": write_junit, "github": write_github,
-           "markdown": write_markdown}
+def _rows(result: CheckResult) -> list[dict[str, object]]:
+    """Every RST as in `read`, with what the check made of it."""
+    return [{**verdict.to_dict(), "outcome": str(outcome)} for verdict, outcome in result.outcomes]
+
+
+def write_jsonl(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
+    for row in _rows(result):
+        out.write(json.dumps(row) + "\n")
+
+
+def write_csv(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=(*CSV_FIELDS, "outcome"), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_rows(result))
+
+
+WRITERS = {"json": write_json, "jsonl": write_jsonl, "csv": write_csv, "junit": write_junit,
+           "github": write_github, "markdown": write_markdown}

@@ -93,7 +93,10 @@ def _keepalive_probes(case: RstCase, side: int) -> list[Segment]:
 # --- the rules, in order ---------------------------------------------------------------
 
 def lone_rst(case: RstCase) -> Judgement | None:
-    if any(not seg.flags & RST for seg in case.before):
+    # The history holds the last few segments only: after a run of RSTs, the sides' counts of
+    # other packets still show the flow was seen.
+    if case.client.packets or case.server.packets or any(
+            not seg.flags & RST for seg in case.before):
         return None
     others = f" (only {len(case.before)} other RSTs)" if case.before else ""
     return (Label.UNKNOWN, LOW,
@@ -412,10 +415,21 @@ def refine_bursts(verdicts: Iterable[Verdict]) -> list[Verdict]:
         if v.label is Label.ACCEPT_OVERFLOW and v.duplicate_of is None:
             by_listener.setdefault(v.server, []).append(i)
     for indexes in by_listener.values():
-        for i in indexes:
-            near = [j for j in indexes if abs(out[j].ts - out[i].ts) <= ACCEPT_BURST_SECONDS]
-            if len(near) >= 2:
+        # In time order, the RSTs within the window of each form one run, found by two
+        # pointers that only move forward: linear, where comparing every pair was quadratic in
+        # a flood of them.
+        indexes.sort(key=lambda i: out[i].ts)
+        times = [out[i].ts for i in indexes]
+        lo = hi = 0
+        for k, i in enumerate(indexes):
+            while abs(times[lo] - times[k]) > ACCEPT_BURST_SECONDS:
+                lo += 1
+            hi = max(hi, k)
+            while hi + 1 < len(times) and abs(times[hi + 1] - times[k]) <= ACCEPT_BURST_SECONDS:
+                hi += 1
+            near = hi - lo + 1
+            if near >= 2:
                 out[i] = replace(out[i], confidence=HIGH,
-                                 evidence=f"{out[i].evidence}; {len(near)} such RSTs from this "
+                                 evidence=f"{out[i].evidence}; {near} such RSTs from this "
                                  f"listener within {ACCEPT_BURST_SECONDS:.0f} s")
     return out

@@ -175,10 +175,11 @@ def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--write-baseline", "write_baseline", metavar="FILE",
               type=click.Path(dir_okay=False),
               help="Write the RSTs that count now as the baseline FILE, and pass.")
-@output_options(formats=("table", "json", "junit", "github", "markdown"),
+@output_options(formats=("table", "json", "jsonl", "csv", "junit", "github", "markdown"),
                 format_help="table for people; json (the read document plus a \"check\" "
-                "object), junit (JUnit XML), github (workflow commands), markdown (for a "
-                "pull request).",
+                "object); jsonl and csv (every RST as in read, plus its outcome: finding, "
+                "accepted, ignored, not-checked, duplicate); junit (JUnit XML), github "
+                "(workflow commands), markdown (for a pull request).",
                 quiet_help="Table: print the PASS/FAIL line only.",
                 verbose_help="Table: list every RST and its outcome, not only those that "
                 "fail the check.")
@@ -269,6 +270,98 @@ def run_check(env: Environment, files: tuple[str, ...], policy: Any, *, fmt: str
     return ExitStatus.FINDINGS if result.over_limit else ExitStatus.OK
 
 
+EXPLAIN_EXIT_STATUS_HELP = (
+    "Exit status: 0 done (also when the frame is not a RST: its flow is shown), 2 usage "
+    "error, unreadable capture, a frame that is not a TCP packet or a flow not in the "
+    "capture, 130 interrupted."
+)
+
+
+def _flow_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from .gate import GateError, parse_flow_rule
+
+    if value is None:
+        return None
+    try:
+        rule = parse_flow_rule(value)
+    except GateError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if rule.b is None:
+        raise click.BadParameter(f"{value!r}: expected CLIENT-SERVER, e.g. "
+                                 "192.0.2.1:40000-198.51.100.7:80")
+    return (rule.a, rule.b)
+
+
+@cli.command(epilog=EXPLAIN_EXIT_STATUS_HELP)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--frame", "frame", type=click.IntRange(min=1), metavar="N",
+              help="The RST (or any TCP packet) to explain, numbered as Wireshark does.")
+@click.option("--flow", "flow", metavar="CLIENT-SERVER", callback=_flow_option,
+              help="The flow to draw, e.g. 192.0.2.1:40000-198.51.100.7:80 (either order; "
+              "IPv6 as [addr]:port).")
+@click.option("--all", "show_all", is_flag=True,
+              help="Every packet of a long flow (default: the first 20, the last 40 and those "
+              "around the frame and the RSTs).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="table: the ladder diagram; json: the packets and the "
+              "verdicts.")
+@click.option("--color/--no-color", default=None,
+              help="Colour the ladder (default: when stdout is a terminal).")
+def explain(file: str, frame: int | None, flow: Any, show_all: bool, fmt: str,
+            color: bool | None) -> None:
+    """Draw the flow of a RST in FILE as a ladder diagram (client left, server right, one
+    line per packet) with the verdict, evidence and hint under each RST.
+
+    Give the RST with --frame N, or the flow with --flow CLIENT-SERVER.
+    """
+    if (frame is None) == (flow is None):
+        raise click.UsageError("give exactly one of --frame N and --flow CLIENT-SERVER")
+    env = Environment.from_system()
+    status = run_explain(env, file, frame=frame, flow=flow, show_all=show_all, fmt=fmt,
+                         color=color)
+    raise SystemExit(int(status))
+
+
+def run_explain(env: Environment, path: str, *, frame: int | None = None, flow: Any = None,
+                show_all: bool = False, fmt: str = "table",
+                color: bool | None = None) -> ExitStatus:
+    import json
+
+    from .ladder import explain_file, print_ladder
+
+    try:
+        ladder = explain_file(path, frame=frame, flow=flow)
+    except RstdiagError as exc:
+        env.error(f"{path}: {exc}")
+        return ExitStatus.ERROR
+    except OSError as exc:
+        env.error(f"{path}: {exc.strerror or exc}")
+        return ExitStatus.ERROR
+    except KeyboardInterrupt:
+        env.warn(f"{path}: interrupted")
+        return ExitStatus.INTERRUPTED
+    for warning in ladder.warnings:
+        env.warn(f"{path}: {warning}")
+    try:
+        if fmt == "json":
+            json.dump(ladder.to_dict(), env.stdout, indent=2)
+            env.stdout.write("\n")
+        else:
+            use_color = env.stdout_isatty if color is None else color
+            print_ladder(ladder, env.stdout, color=use_color, show_all=show_all,
+                         width=None if not env.stdout_isatty else _terminal_width())
+        env.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    return ExitStatus.OK
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
 class _progress:
     """A progress bar on stderr for big files on a terminal; nothing otherwise."""
 
@@ -298,6 +391,67 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+LIVE_EXIT_STATUS_HELP = (
+    "Exit status: 0 stopped by -c or --duration, 2 cannot capture (no such interface, "
+    "interface down, no privilege, bad filter, no tracefs for --kernel-reasons), "
+    "130 stopped by Ctrl-C or SIGTERM (the summary is printed in every case)."
+)
+
+
+@cli.command(epilog=LIVE_EXIT_STATUS_HELP)
+@click.option("-i", "--interface", "interface", required=True, metavar="IFACE",
+              help="Interface to capture on (`any`: all of them, in Linux cooked mode).")
+@click.option("-f", "--filter", "bpf", metavar="EXPR",
+              help="BPF filter (pcap-filter syntax, as tcpdump), combined with rstdiag's "
+              "own: tcp and (EXPR). Also accepted as trailing words.")
+@click.argument("expression", nargs=-1)
+@click.option("-c", "--count", type=click.IntRange(min=1), metavar="COUNT",
+              help="Stop after COUNT packets (that pass the filter), as tcpdump -c.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after SECONDS.")
+@click.option("-w", "--write", "write", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also save the packets to FILE (pcap, nanosecond timestamps); frame "
+              "numbers in the verdicts are those of FILE.")
+@click.option("-s", "--snaplen", type=click.IntRange(96, 262144), metavar="BYTES",
+              help="Bytes kept of each packet (default: whole packets with -w, else 384).")
+@click.option("-B", "--buffer-size", "buffer_kib", type=click.IntRange(min=4096),
+              default=65536, show_default=True, metavar="KiB",
+              help="Kernel capture ring, in KiB (as tcpdump -B).")
+@click.option("-p", "--no-promiscuous-mode", "no_promisc", is_flag=True,
+              help="Do not put the interface into promiscuous mode.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default=None,
+              help="table: a live view (default on a terminal); jsonl: one verdict per line "
+              "as it comes, updates with \"update\": true, a summary object last (default "
+              "otherwise).")
+@click.option("--color/--no-color", default=None, help="Colour the table.")
+@click.option("--kernel-reasons", is_flag=True,
+              help="Show the kernel's own reason for each RST this host sends (tracepoint "
+              "tcp:tcp_send_reset; root) and count where it agrees with the verdict.")
+@click.option("--max-flows", type=click.IntRange(min=1000), default=None,
+              help="Flows held in memory at once (default 200000).")
+def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: int | None,
+         duration: float | None, write: str | None, snaplen: int | None, buffer_kib: int,
+         no_promisc: bool, fmt: str | None, color: bool | None, kernel_reasons: bool,
+         max_flows: int | None) -> None:
+    """Capture on IFACE and explain every TCP RST as it happens (Linux; root or
+    CAP_NET_RAW). Ctrl-C stops and prints the summary.
+
+    \b
+    rstdiag live -i eth0
+    rstdiag live -i eth0 -f 'port 443' -w rst.pcap
+    rstdiag live -i any --format jsonl | jq -c 'select(.label == "half-open")'
+    """
+    from .live import LiveOptions, run_live
+
+    if bpf and expression:
+        raise click.UsageError("give the filter either with -f or as trailing words, not both")
+    opts = LiveOptions(interface=interface, expression=bpf or " ".join(expression) or None,
+                       count=count, duration=duration, write=write, snaplen=snaplen,
+                       buffer_kib=buffer_kib, promiscuous=not no_promisc, fmt=fmt, color=color,
+                       kernel_reasons=kernel_reasons, max_flows=max_flows)
+    raise SystemExit(int(run_live(Environment.from_system(), opts)))
 
 
 def _silence_stdout() -> None:

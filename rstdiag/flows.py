@@ -350,6 +350,26 @@ class FlowTracker:
         elif len(ttls) < MAX_TTLS:
             ttls.add(pkt.ttl)
 
+    # --- for live capture (rstdiag.live): verdicts before a case is final, time without packets
+
+    def pending(self, pkt: Packet | None = None) -> list[RstCase]:
+        """The cases still collecting their after-packets: all, or those of `pkt`'s flow.
+
+        The cases are live objects (their `after` keeps growing): classify one to get a
+        provisional verdict, the final one comes from `feed`/`sweep`/`finish` as usual.
+        """
+        if pkt is not None:
+            a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+            flow = self.flows.get((a + b) if a <= b else (b + a))
+            return list(flow.waiting) if flow is not None else []
+        return [case for flow in self.flows.values() for case in flow.waiting]
+
+    def sweep_at(self, now: float) -> list[RstCase]:
+        """`sweep` with the clock moved to `now` (seconds since the epoch) if it is later:
+        a live capture's wall time, so that cases and idle flows age while no packet comes."""
+        self._now = max(self._now, now)
+        return self.sweep()
+
 
 def track(packets: Iterable[Packet], tracker: FlowTracker | None = None) -> Iterator[RstCase]:
     """All RstCases of a packet stream, each as soon as it is ready."""

@@ -110,11 +110,13 @@ class CaptureReader:
     format: str  # "pcap" or "pcapng"
     warnings: list[str]  # non-fatal problems, one line each, filled while iterating
     bytes_read: int  # bytes taken from the stream so far (advances a chunk at a time)
+    skipped_frames: int  # packet records numbered but not yielded (undeclared pcapng interface)
 
     def __init__(self, stream: BinaryIO, name: str = "<stream>") -> None:
         self.name = name
         self.warnings = []
         self.bytes_read = 0
+        self.skipped_frames = 0
         # read1 returns what a pipe holds now: packets written to a live pipe are read at once,
         # not when a whole chunk has arrived.
         self._read: Callable[[int], bytes] = getattr(stream, "read1", None) or stream.read
@@ -332,6 +334,7 @@ class CaptureReader:
                     ts = 0.0 if ticks is None else ticks / units + offset
                     yield RawFrame(frame, ts, linktype, buf[start : start + caplen], wirelen)
                 else:
+                    self.skipped_frames += 1
                     self._warn_once(
                         "interface",
                         f"frame {frame} at byte offset {self._base + pos} names interface "

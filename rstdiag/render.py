@@ -11,9 +11,22 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .analysis import FileReport, summarize
 from .labels import HINTS, Confidence, Label, Verdict
+from .timeline import bucketize, buckets_for_width, render_timeline
+
+
+class PipeSafeConsole(Console):
+    """A rich Console that lets a closed pipe (| head) reach the caller as BrokenPipeError.
+
+    rich's own handler exits with status 1; the CLI wants to exit quietly with its own status.
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
 
 SCHEMA_VERSION = 1
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -72,7 +85,7 @@ def _time(ts: float) -> str:
 def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verbose: int = 0,
                 quiet: bool = False, width: int | None = None) -> None:
     """A table of every RST, then a summary by cause; `quiet` prints the summary only."""
-    console = Console(file=out, force_terminal=color, no_color=not color, width=width,
+    console = PipeSafeConsole(file=out, force_terminal=color, no_color=not color, width=width,
                       highlight=False, soft_wrap=False)
     several = len(reports) > 1
     verdicts = [v for r in reports for v in r.verdicts]
@@ -96,6 +109,17 @@ def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verb
             console.print(f"[dim]{hidden} identical copies of RSTs above not shown (-v shows "
                           "them)[/]")
     console.print(_summary_table(reports, verdicts))
+    if len(verdicts) >= 2:
+        console.print(_timeline(reports, verdicts, console.width))
+
+
+def _timeline(reports: Sequence[FileReport], verdicts: Sequence[Verdict], width: int) -> Text:
+    """RSTs per cause over the captures' time (first to last packet), as sparklines."""
+    firsts = [r.first_ts for r in reports if r.first_ts is not None]
+    lasts = [r.last_ts for r in reports if r.last_ts is not None]
+    timeline = bucketize(verdicts, start=min(firsts, default=None), end=max(lasts, default=None),
+                         buckets=buckets_for_width(width))
+    return render_timeline(timeline, LABEL_STYLES)
 
 
 def _confidence(v: Verdict) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -258,3 +260,20 @@ def test_no_baseline_is_written_when_a_capture_cannot_be_read(tmp_path: Path) ->
     assert result.returncode == 2
     assert not baseline.exists()
     assert "not written" in result.stderr
+
+
+def test_check_jsonl_gives_every_rst_with_its_outcome() -> None:
+    result = check(public("zeek__dhe.pcap"), "--format", "jsonl")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["frame"], r["label"], r["outcome"]) for r in rows] == [
+        (22, "data-after-close", "finding"), (23, "follow-up", "finding"),
+        (24, "follow-up", "finding")]
+    assert result.returncode == 1
+
+
+def test_check_csv_has_a_header_and_an_outcome_column() -> None:
+    result = check(public("zeek__nmap-vsn.pcap"), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 9
+    assert {r["outcome"] for r in rows} == {"not-checked"}
+    assert result.returncode == 0

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""How fast `rstdiag live` captures and judges, next to tcpdump, on a veth pair (root).
+
+    python bench/live_benchmark.py                    # 500k packets, replayed at top speed
+    python bench/live_benchmark.py --pps 100000       # ... at 100k packets/s
+    python bench/live_benchmark.py --pps 50000 --pps 100000 --topspeed
+    python bench/live_benchmark.py -B 524288          # rstdiag and tcpdump with a 512 MiB ring
+
+Builds two network namespaces joined by a veth pair, generates the capture with
+../shared/tools/gen_bigpcap.py when missing, and for each rate replays it with tcpreplay from
+one namespace while the capturing tool runs on the other end: `rstdiag live --format jsonl`,
+then (alone, so that they do not share the CPU) `tcpdump -w /dev/null`. For each: packets seen,
+dropped by the kernel (PACKET_STATISTICS, as each tool reports it), and packets/s: packets seen
+over the time from the replay's start to the tool's last busy moment (its CPU time stops
+growing), i.e. how long it took to capture, and for rstdiag judge, everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATOR = ROOT.parent / "shared" / "tools" / "gen_bigpcap.py"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(list(args), capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise SystemExit(f"{' '.join(args)}: {out.stderr.strip()}")
+    return out
+
+
+class Veth:
+    """Namespaces <tag>-tx and <tag>-rx, veth tx0 <-> rx0, both up."""
+
+    def __init__(self) -> None:
+        self.tag = f"rdbench-{os.getpid()}"
+        self.tx, self.rx = f"{self.tag}-tx", f"{self.tag}-rx"
+
+    def __enter__(self) -> Veth:
+        for ns in (self.tx, self.rx):
+            sh("ip", "netns", "add", ns)
+        sh("ip", "-n", self.tx, "link", "add", "tx0", "type", "veth", "peer", "name", "rx0",
+           "netns", self.rx)
+        for ns, dev in ((self.tx, "tx0"), (self.rx, "rx0")):
+            sh("ip", "-n", ns, "link", "set", dev, "mtu", "9000", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ns in (self.tx, self.rx):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its waited-for children."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1.0
+    return sum(int(f) for f in fields[11:15]) / TICKS
+
+
+def wait_idle(pid: int, since: float, quiet: float = 1.0, limit: float = 600.0) -> float:
+    """Wait until the process's CPU time stops growing for `quiet` seconds; when it last grew."""
+    last_cpu, last_busy = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() - since < limit:
+        time.sleep(0.05)
+        cpu = cpu_seconds(pid)
+        now = time.monotonic()
+        if cpu < 0:
+            return now
+        if cpu > last_cpu + 0.015:  # more than ~1 tick: still working
+            last_cpu, last_busy = cpu, now
+        elif now - last_busy >= quiet:
+            return last_busy
+    return time.monotonic()
+
+
+def replay(veth: Veth, pcap: Path, pps: int | None) -> dict[str, float]:
+    rate = ["--topspeed"] if not pps else [f"--pps={pps}"]
+    out = sh("ip", "netns", "exec", veth.tx, "tcpreplay", "-q", *rate, "-i", "tx0", str(pcap))
+    text = out.stdout + out.stderr
+    m = re.search(r"Actual: (\d+) packets .* in ([\d.]+) seconds", text)
+    r = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", text)
+    failed = re.search(r"Failed packets:\s+(\d+)", text)
+    return {"sent": int(m[1]) if m else 0, "seconds": float(m[2]) if m else 0.0,
+            "pps": float(r[1]) if r else 0.0, "failed": int(failed[1]) if failed else 0}
+
+
+def run_tool(veth: Veth, pcap: Path, pps: int | None, tool: str, buffer_kib: int,
+             outdir: Path) -> dict[str, object]:
+    err_path = outdir / f"{tool}.stderr"
+    out_path = outdir / f"{tool}.out"
+    if tool == "rstdiag":
+        cmd = ["rstdiag", "live", "-i", "rx0", "--format", "jsonl", "-B", str(buffer_kib),
+               "-p"]
+        ready = "listening on"
+    else:
+        cmd = ["tcpdump", "-i", "rx0", "-n", "-p", "-B", str(buffer_kib), "-w", "/dev/null",
+               "tcp"]
+        ready = "listening on"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(["ip", "netns", "exec", veth.rx, *cmd], stdout=out, stderr=err)
+        try:
+            deadline = time.monotonic() + 20
+            while ready not in err_path.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{tool} did not start: {err_path.read_text()}")
+                time.sleep(0.05)
+            time.sleep(0.3)
+            start = time.monotonic()
+            result: dict[str, dict[str, float]] = {}
+            sender = threading.Thread(target=lambda: result.setdefault(
+                "replay", replay(veth, pcap, pps)))
+            sender.start()
+            busy_until = wait_idle(proc.pid, start)
+            sender.join()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
+            if proc.poll() is None:
+                proc.kill()
+    stderr = err_path.read_text()
+    seen = dropped = 0
+    if tool == "rstdiag":
+        lines = [json.loads(line) for line in out_path.read_text().splitlines() if line]
+        summary = next((d for d in reversed(lines) if "summary" in d), {})
+        seen, dropped = int(summary.get("packets", 0)), int(summary.get("dropped", 0))
+        extra = {"rsts": summary.get("rsts"), "verdict_lines": len(lines) - 1}
+    else:
+        m = re.search(r"(\d+) packets captured", stderr)
+        d = re.search(r"(\d+) packets dropped by kernel", stderr)
+        seen, dropped = (int(m[1]) if m else 0), (int(d[1]) if d else 0)
+        extra = {}
+    elapsed = max(busy_until - start, 1e-6)
+    return {"tool": tool, "replay": result.get("replay", {}), "seen": seen, "dropped": dropped,
+            "seconds": round(elapsed, 2), "pps": round(seen / elapsed), **extra}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", "--packets", type=int, default=500_000)
+    ap.add_argument("--pcap", type=Path, default=None,
+                    help="capture to replay (default /tmp/live-N.pcap, generated)")
+    ap.add_argument("--pps", type=int, action="append", default=[],
+                    help="replay at this rate (repeatable); default: top speed only")
+    ap.add_argument("--topspeed", action="store_true", help="also at top speed with --pps")
+    ap.add_argument("-B", "--buffer-size", type=int, default=65536,
+                    help="kernel buffer of both tools, KiB (default 65536)")
+    ap.add_argument("--tools", default="rstdiag,tcpdump")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (network namespaces, packet capture)")
+    for tool in ("ip", "tcpreplay", "tcpdump", "rstdiag"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"needs {tool} on PATH")
+    pcap = args.pcap or Path(f"/tmp/live-{args.packets}.pcap")
+    if not pcap.exists():
+        print(f"generating {pcap} ({args.packets} packets) ...", file=sys.stderr)
+        subprocess.run([sys.executable, str(GENERATOR), "-n", str(args.packets), "-o",
+                        str(pcap)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    rates: list[int | None] = list(args.pps) or [None]
+    if args.pps and args.topspeed:
+        rates.append(None)
+    results = []
+    outdir = Path(f"/tmp/rdbench-{os.getpid()}")
+    outdir.mkdir(exist_ok=True)
+    with Veth() as veth:
+        for pps in rates:
+            for tool in args.tools.split(","):
+                r = run_tool(veth, pcap, pps, tool, args.buffer_size, outdir)
+                r["rate"] = pps or "top speed"
+                results.append(r)
+                rp = r["replay"]
+                print(f"{str(r['rate']):>10}  {tool:8} sent {rp.get('sent', 0):>8} at "  # type: ignore[union-attr]
+                      f"{rp.get('pps', 0):>9,.0f} pps; seen {r['seen']:>8}, dropped "  # type: ignore[union-attr]
+                      f"{r['dropped']:>8}; {r['pps']:>9,} packets/s over {r['seconds']} s",
+                      flush=True)
+    shutil.rmtree(outdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""The kernel's own reason for each RST this host sends: tracepoint tcp:tcp_send_reset.
+
+A private tracefs instance (instances/rstdiag-<pid>) records the event, a thread reads its
+trace_pipe, and `ReasonMatcher` pairs each event with the wire RST it produced by 4-tuple and
+time. The tracepoint fires for every network namespace of the host, so events of traffic the
+capture does not see simply find no wire RST, and wire RSTs of other hosts find no event.
+
+Linux 6.x with tracefs; needs root (tracefs is root-only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import queue
+import re
+import select
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from .labels import Confidence, Label, Verdict
+
+TRACEFS = Path("/sys/kernel/tracing")
+EVENT = Path("events/tcp/tcp_send_reset")
+MATCH_SECONDS = 0.5  # the event and the wire packet are microseconds apart; allow slack
+KEEP_SECONDS = 2.0  # how long an event or a wire RST waits for its other half
+
+L = Label
+# Which labels agree with which reason (enum sk_rst_reason). Observed on Linux 6.18 with the
+# real-socket scenarios of tests/scenarios.py: a segment that finds no connection gets
+# NO_SOCKET when no socket owns the port, TCP_FLAGS (state TCP_LISTEN) when it reaches a
+# listener instead; SO_LINGER {1,0} gives TCP_STATE on either side.
+COMPATIBLE: dict[str, frozenset[Label]] = {
+    "NO_SOCKET": frozenset({L.CLOSED_PORT, L.HALF_OPEN, L.FOLLOW_UP, L.DATA_AFTER_CLOSE,
+                            L.CLIENT_ABORT}),
+    "TCP_FLAGS": frozenset({L.ACCEPT_OVERFLOW, L.HALF_OPEN, L.FOLLOW_UP, L.DATA_AFTER_CLOSE,
+                            L.CLIENT_ABORT}),
+    "INVALID_SYN": frozenset({L.ACCEPT_OVERFLOW}),
+    "TCP_ABORT_ON_CLOSE": frozenset({L.UNREAD_DATA}),
+    "TCP_DISCONNECT_WITH_DATA": frozenset({L.UNREAD_DATA}),
+    "TCP_STATE": frozenset({L.LINGER_ABORT, L.CLIENT_ABORT}),
+    "TCP_ABORT_ON_LINGER": frozenset({L.LINGER_ABORT}),
+    "TCP_ABORT_ON_DATA": frozenset({L.DATA_AFTER_CLOSE}),
+    "TCP_TIMEWAIT_SOCKET": frozenset({L.DATA_AFTER_CLOSE}),
+    "TCP_KEEPALIVE_TIMEOUT": frozenset({L.KEEPALIVE_TIMEOUT}),
+}
+# A linger close right after reading a request that got no reply is, on the wire, unread data:
+# the classifier says so with low confidence, which the reason then does not contradict.
+COMPATIBLE_LOW: dict[str, frozenset[Label]] = {
+    "TCP_STATE": frozenset({L.UNREAD_DATA}),
+    "TCP_ABORT_ON_LINGER": frozenset({L.UNREAD_DATA}),
+}
+
+
+def agrees(reason: str, verdict: Verdict) -> bool | None:
+    """Whether the kernel's reason agrees with the verdict; None when the reason says nothing
+    about the labels (NOT_SPECIFIED, MPTCP_*, reasons newer than this map)."""
+    labels = COMPATIBLE.get(reason)
+    if labels is None:
+        return None
+    if verdict.label in labels:
+        return True
+    return verdict.confidence is Confidence.LOW and verdict.label in COMPATIBLE_LOW.get(
+        reason, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class KernelReset:
+    """One tcp_send_reset event."""
+
+    ts: float  # seconds since the epoch
+    src: str  # the RST's sender
+    sport: int
+    dst: str  # 0.0.0.0 / :: with port 0 when a listener sent it
+    dport: int
+    state: str
+    reason: str
+
+    @property
+    def listener_reply(self) -> bool:
+        return self.dport == 0 and ipaddress.ip_address(self.dst).is_unspecified
+
+    @property
+    def text(self) -> str:
+        return self.reason if self.state in ("", "UNKNOWN") else f"{self.reason} in {self.state}"
+
+
+_LINE = re.compile(r"\s(?P<ts>\d+\.\d+):\s+tcp_send_reset:\s+(?P<rest>.*)$")
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    if text.startswith("["):
+        addr, _, port = text[1:].partition("]:")
+    else:
+        addr, _, port = text.rpartition(":")
+    return str(ipaddress.ip_address(addr)), int(port)
+
+
+def parse_line(line: str, clock_offset: float = 0.0) -> KernelReset | None:
+    """One trace_pipe line; None for anything else. `clock_offset` turns the trace clock
+    (CLOCK_MONOTONIC) into seconds since the epoch."""
+    m = _LINE.search(line)
+    if m is None:
+        return None
+    fields = dict(kv.split("=", 1) for kv in m["rest"].split() if "=" in kv)
+    try:
+        src, sport = _endpoint(fields["src"])
+        dst, dport = _endpoint(fields["dest"])
+    except (KeyError, ValueError):
+        return None
+    return KernelReset(float(m["ts"]) + clock_offset, src, sport, dst, dport,
+                       fields.get("state", ""), fields.get("reason", ""))
+
+
+def _mount_tracefs() -> None:
+    """Mount tracefs where it belongs if it is not there: `ip netns exec` remounts /sys in a
+    private mount namespace without it (the mount goes with that namespace)."""
+    if (TRACEFS / "events").exists() or not TRACEFS.is_dir() or os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True,
+                       timeout=10)
+
+
+def unavailable() -> str | None:
+    """Why the kernel's reasons cannot be read here, or None."""
+    if os.geteuid() != 0:
+        return "reading the kernel's trace events needs root"
+    _mount_tracefs()
+    if not (TRACEFS / EVENT).exists():
+        if not (TRACEFS / "events").exists():
+            return (f"no tracefs at {TRACEFS} (mount it: mount -t tracefs nodev {TRACEFS})")
+        return f"this kernel has no {EVENT} tracepoint (Linux 6.x has it)"
+    if not os.access(TRACEFS / "instances", os.W_OK):
+        return f"cannot create a tracing instance under {TRACEFS / 'instances'}: needs root"
+    return None
+
+
+class ResetTracer:
+    """A private tracefs instance with tcp_send_reset on, read by a thread into a queue.
+
+    Use as a context manager: the event is disabled and the instance removed on exit, also on
+    Ctrl-C or an error.
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.path = TRACEFS / "instances" / (name or f"rstdiag-{os.getpid()}")
+        self.events: queue.Queue[KernelReset] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._created = False
+        self.clock_offset = 0.0
+
+    def __enter__(self) -> ResetTracer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        _remove_stale_instances()
+        self.path.mkdir()
+        self._created = True
+        with contextlib.suppress(OSError):
+            (self.path / "buffer_size_kb").write_text("1024")
+        self.clock_offset = 0.0
+        with contextlib.suppress(OSError):
+            (self.path / "trace_clock").write_text("mono")
+            self.clock_offset = time.time() - time.monotonic()
+        (self.path / EVENT / "enable").write_text("1")
+        self._fd = os.open(self.path / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        self._thread = threading.Thread(target=self._read, name="rstdiag-trace", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        fd, partial = self._fd, b""
+        assert fd is not None
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                time.sleep(0.05)
+                continue
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop()
+            for line in lines:
+                event = parse_line(line.decode(errors="replace"), self.clock_offset)
+                if event is not None:
+                    self.events.put(event)
+
+    def drain(self) -> list[KernelReset]:
+        out: list[KernelReset] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                out.append(self.events.get_nowait())
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._created:
+            _remove_instance(self.path)
+            self._created = False
+
+
+def _remove_instance(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        (path / EVENT / "enable").write_text("0")
+    for _ in range(100):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:  # EBUSY while a reader still has a file of it open
+            if exc.errno != errno.EBUSY:
+                return
+            time.sleep(0.02)
+
+
+def _remove_stale_instances() -> None:
+    """Instances left by an rstdiag that was killed (SIGKILL) before it could clean up."""
+    with contextlib.suppress(OSError):
+        for path in (TRACEFS / "instances").iterdir():
+            m = re.fullmatch(r"rstdiag-(\d+)", path.name)
+            if m is None or int(m[1]) == os.getpid():
+                continue
+            try:
+                os.kill(int(m[1]), 0)
+            except ProcessLookupError:
+                _remove_instance(path)
+            except PermissionError:
+                pass
+
+
+@dataclass(slots=True)
+class _Wire:
+    frame: int
+    ts: float
+    dst: str
+    dport: int
+    taken: bool = False
+
+
+class ReasonMatcher:
+    """Pairs kernel events with wire RSTs (frame numbers) as both come in, either first.
+
+    A wire RST matches an event with the same sender address and port and the same
+    destination (any destination for a listener's own RST, which the tracepoint reports with
+    destination 0.0.0.0:0) within MATCH_SECONDS; among several, the nearest in time. Either
+    half waits KEEP_SECONDS for the other, then is forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[KernelReset] = []
+        self._by_sender: dict[tuple[str, int], list[_Wire]] = {}
+        self._order: deque[tuple[tuple[str, int], _Wire]] = deque()
+        self.unmatched_wire = 0  # wire RSTs no event explained (another host, or forged)
+
+    def wire(self, frame: int, ts: float, src: str, sport: int, dst: str, dport: int) -> None:
+        w = _Wire(frame, ts, dst, dport)
+        self._by_sender.setdefault((src, sport), []).append(w)
+        self._order.append(((src, sport), w))
+
+    def events(self, events: list[KernelReset]) -> None:
+        self._events.extend(events)
+
+    def match(self, now: float) -> list[tuple[int, KernelReset]]:
+        """(frame, event) pairs found since the last call; forgets what is too old."""
+        pairs: list[tuple[int, KernelReset]] = []
+        left: list[KernelReset] = []
+        for event in self._events:
+            best: _Wire | None = None
+            for w in self._by_sender.get((event.src, event.sport), ()):
+                if w.taken or (not event.listener_reply
+                               and (w.dst, w.dport) != (event.dst, event.dport)):
+                    continue
+                gap = abs(w.ts - event.ts)
+                if gap <= MATCH_SECONDS and (best is None or gap < abs(best.ts - event.ts)):
+                    best = w
+            if best is None:
+                if event.ts >= now - KEEP_SECONDS:
+                    left.append(event)
+            else:
+                best.taken = True
+                pairs.append((best.frame, event))
+        self._events = left
+        order = self._order
+        while order and (order[0][1].taken or order[0][1].ts < now - KEEP_SECONDS):
+            key, w = order.popleft()
+            if not w.taken:
+                self.unmatched_wire += 1
+            same = self._by_sender[key]
+            same.remove(w)
+            if not same:
+                del self._by_sender[key]
+        return pairs
+
+    def flush(self) -> list[tuple[int, KernelReset]]:
+        """At the end: the last pairs; every RST still waiting counts as unmatched."""
+        pairs = self.match(float("-inf"))
+        self.unmatched_wire += sum(1 for _, w in self._order if not w.taken)
+        self._order.clear()
+        self._by_sender.clear()
+        self._events.clear()
+        return pairs

@@ -1,0 +1,686 @@
+"""`rstdiag live`: the core pipeline fed from a live interface, verdicts as RSTs happen.
+
+packets (livecapture: AF_PACKET ring, kernel BPF) -> [pcapwriter] -> decode -> flows -> classify
+-> a rich view on a terminal, or JSON lines. The same decoder, tracker and classifier as
+`rstdiag read`, plus what a stream needs:
+
+* a provisional verdict within a second of a RST (its case classified as it is, while the
+  tracker still collects the packets after it), and an update (`"update": true`) when the final
+  verdict, a burst of accept-queue overflows, or the kernel's reason changes it;
+* sweeps by wall time, so verdicts come out and idle flows go when traffic is slow;
+* the kernel's own reason for RSTs this host sends (--kernel-reasons), and how often the two
+  agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TextIO
+
+from .classify import ACCEPT_BURST_SECONDS, as_duplicate, classify, refine_bursts
+from .decode import Decoder
+from .env import Environment
+from .errors import ExitStatus
+from .flows import AFTER_SECONDS, FlowTracker, RstCase, addr_text
+from .kernel_reasons import KernelReset, ReasonMatcher, ResetTracer, agrees
+from .labels import HINTS, Endpoint, Label, Verdict
+from .livecapture import (
+    ARPHRD_LOOPBACK,
+    DEFAULT_BUFFER_KIB,
+    DEFAULT_SNAPLEN,
+    LiveCapture,
+    LiveCaptureError,
+    compile_filter,
+    filter_expression,
+    lookup_interface,
+    loopback_index,
+    skip_outgoing_loopback,
+)
+from .records import RST, RawFrame
+
+LIVE_SNAPLEN = 384  # without -w: every header rstdiag reads, and the text a RST may carry
+TICK = 0.25  # seconds between refreshes: view, provisional verdicts, pcap flush, statistics
+PROVISIONAL_DELAY = 0.2  # a RST's provisional verdict waits this long for the kernel's reason
+RECENT_SECONDS = 5.0  # settled RSTs kept this long: duplicates, bursts, late kernel reasons
+IDLE_SWEEP_SECONDS = 10.0  # forget idle flows at least this often when traffic is slow
+MAX_DISAGREEMENTS = 20
+# an accept-overflow verdict's burst refinement waits for the RSTs within ACCEPT_BURST_SECONDS
+# after it to be final: their after-window, and a sweep's delay
+BURST_HOLD = ACCEPT_BURST_SECONDS + AFTER_SECONDS + 1.5
+
+
+@dataclass(slots=True)
+class _Rst:
+    """One RST on its way from provisional to final verdict."""
+
+    frame: int
+    arrived: float  # time.monotonic() when it was captured
+    case: RstCase | None  # while the tracker still collects the packets after it
+    base: Verdict | None = None  # the latest classification, before burst refinement
+    refined: Verdict | None = None  # after burst refinement (accept-overflow)
+    final: bool = False
+    settled: float = 0.0  # time.monotonic() of the final verdict
+    shown: Verdict | None = None  # as last published
+    reason: KernelReset | None = None
+    counted: bool = False  # in the kernel agreement counts
+    held: bool = False  # final, burst refinement not yet published
+
+
+@dataclass(slots=True)
+class KernelStats:
+    agree: int = 0
+    disagree: int = 0
+    no_opinion: int = 0  # reasons the compatibility map says nothing about
+    disagreements: list[str] = field(default_factory=list)  # "frame N: label vs REASON"
+
+
+class Pipeline:
+    """Live packets in, verdicts out through `publish(verdict, update)`.
+
+    `packet()` for each captured packet (frames numbered from 1, as in the -w file), `tick()`
+    a few times a second, `finish()` at the end. Holds the RSTs of the last few seconds only:
+    memory stays flat however long it runs (the tracker forgets closed and idle flows).
+    """
+
+    def __init__(self, source: str, linktype: int, publish: Callable[[Verdict, bool], None], *,
+                 max_flows: int | None = None, kernel_reasons: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
+        self.clock = clock  # arrival times of RSTs (a test replays a capture in its own time)
+        self.linktype = linktype
+        self.publish = publish
+        self.decoder = Decoder()
+        self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
+        self.frames = 0
+        self.rst_count = 0  # distinct RSTs published
+        self.counts: Counter[Label] = Counter()
+        self.kernel = KernelStats()
+        self.matcher = ReasonMatcher() if kernel_reasons else None
+        self._rsts: dict[int, _Rst] = {}
+        self._fresh: list[_Rst] = []  # no verdict published yet
+        self._unsettled: deque[_Rst] = deque()  # no final verdict yet, oldest first
+        self._settled: deque[_Rst] = deque()
+        self._overflows: dict[Endpoint, list[_Rst]] = {}
+        self._held: deque[_Rst] = deque()
+        self._last_sweep = clock()
+        self._sweep_frames = 0
+
+    # -- packets ---------------------------------------------------------------------------
+
+    def packet(self, sec: int, nsec: int, data: bytes, wirelen: int) -> None:
+        self.frames += 1
+        pkt = self.decoder.decode(RawFrame(self.frames, sec + nsec * 1e-9, self.linktype, data,
+                                           wirelen))
+        if pkt is None:
+            return
+        ready = self.tracker.feed(pkt)
+        for case in ready:
+            self._final(case)
+        if pkt.flags & RST and pkt.frame not in self._rsts:
+            for case in self.tracker.pending(pkt):
+                if case.rst.frame == pkt.frame:
+                    r = _Rst(pkt.frame, self.clock(), case)
+                    self._rsts[pkt.frame] = r
+                    self._fresh.append(r)
+                    self._unsettled.append(r)
+            if self.matcher is not None:
+                self.matcher.wire(pkt.frame, pkt.ts, addr_text(pkt.src), pkt.sport,
+                                  addr_text(pkt.dst), pkt.dport)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def tick(self, wall: float, mono: float, events: list[KernelReset] | None = None) -> None:
+        """Kernel reasons, sweeps by wall time, provisional verdicts, forgetting."""
+        if self.matcher is not None:
+            self.matcher.events(events or [])
+            for frame, event in self.matcher.match(wall):
+                self._reason(frame, event)
+        while self._unsettled and self._unsettled[0].final:
+            self._unsettled.popleft()
+        overdue = bool(self._unsettled) and mono - self._unsettled[0].arrived > AFTER_SECONDS
+        if (overdue and mono - self._last_sweep >= 1.0) or \
+                mono - self._last_sweep >= IDLE_SWEEP_SECONDS:
+            self._last_sweep = mono
+            for case in self.tracker.sweep_at(wall):
+                self._final(case)
+        self._provisional(lambda r: mono - r.arrived >= PROVISIONAL_DELAY)
+        self._release(wall)
+        while self._settled and mono - self._settled[0].settled > RECENT_SECONDS:
+            r = self._settled.popleft()
+            if self._rsts.get(r.frame) is r:
+                del self._rsts[r.frame]
+        if len(self._overflows) > 256:
+            self._overflows = {k: v for k, v in self._overflows.items()
+                               if v[-1].base is not None and v[-1].base.ts > wall - 60}
+
+    def finish(self) -> None:
+        """End of capture: every RST gets its final verdict (and reason, if it came)."""
+        if self.matcher is not None:
+            for frame, event in self.matcher.flush():
+                self._reason(frame, event)
+        for case in self.tracker.finish():
+            self._final(case)
+        self._provisional(lambda r: True)
+        self._release(None)
+
+    # -- verdicts --------------------------------------------------------------------------
+
+    def _provisional(self, due: Callable[[_Rst], bool]) -> None:
+        keep: list[_Rst] = []
+        for r in self._fresh:
+            if r.shown is not None:
+                continue
+            if not due(r):
+                keep.append(r)
+                continue
+            if r.case is not None:
+                r.base = self._judge(r.case)
+            self._publish(r)  # or, when final and held, its verdict before the refinement
+        self._fresh = keep
+
+    def _judge(self, case: RstCase) -> Verdict:
+        original = self._rsts.get(case.duplicate_of) if case.duplicate_of is not None else None
+        if original is not None and original.base is not None:
+            verdict = as_duplicate(original.base, case)
+        else:
+            verdict = classify(case)
+        return replace(verdict, file=self.source)
+
+    def _final(self, case: RstCase) -> None:
+        frame = case.rst.frame
+        r = self._rsts.get(frame)
+        if r is None:
+            r = self._rsts[frame] = _Rst(frame, self.clock(), None)
+        r.case = None
+        r.final = True
+        r.settled = self.clock()
+        r.base = self._judge(case)
+        r.refined = None
+        self._settled.append(r)
+        if r.base.label is Label.ACCEPT_OVERFLOW and r.base.duplicate_of is None:
+            self._burst(r)
+        else:
+            self._publish(r)
+
+    def _burst(self, r: _Rst) -> None:
+        """Accept-queue overflows come in bursts: refine them as `read` does. The refined
+        verdict of each is held until every neighbour it can have is final (BURST_HOLD after
+        it), then published once; its provisional verdict shows meanwhile."""
+        assert r.base is not None
+        ts = r.base.ts
+        window = [o for o in self._overflows.get(r.base.server, [])
+                  if o.base is not None and o.base.ts >= ts - 2 * ACCEPT_BURST_SECONDS]
+        window.append(r)
+        self._overflows[r.base.server] = window
+        refined = refine_bursts([o.base for o in window])  # type: ignore[misc]
+        for o, v in zip(window, refined, strict=True):
+            o.refined = v
+            if o is not r and o.shown is not None and not o.held:
+                self._publish(o)  # a late neighbour of one already published: rare
+        r.held = True
+        self._held.append(r)
+
+    def _release(self, wall: float | None) -> None:
+        """Publish the held accept-overflow verdicts whose neighbours are all in."""
+        while self._held and (wall is None or self._held[0].base.ts + BURST_HOLD <= wall):  # type: ignore[union-attr]
+            r = self._held.popleft()
+            r.held = False
+            self._publish(r)
+
+    def _reason(self, frame: int, event: KernelReset) -> None:
+        r = self._rsts.get(frame)
+        if r is None:
+            return
+        r.reason = event
+        if r.shown is not None:
+            self._publish(r)
+
+    def _publish(self, r: _Rst) -> None:
+        verdict = r.base if r.held else (r.refined or r.base)
+        assert verdict is not None
+        if r.reason is not None:
+            verdict = replace(verdict, kernel_reason=r.reason.text)
+        if r.final and r.reason is not None and not r.counted and verdict.duplicate_of is None:
+            r.counted = True
+            agreement = agrees(r.reason.reason, verdict)
+            if agreement is None:
+                self.kernel.no_opinion += 1
+            elif agreement:
+                self.kernel.agree += 1
+            else:
+                self.kernel.disagree += 1
+                if len(self.kernel.disagreements) < MAX_DISAGREEMENTS:
+                    self.kernel.disagreements.append(
+                        f"frame {r.frame}: {verdict.label} but the kernel said {r.reason.text}")
+        if verdict == r.shown:
+            return
+        update = r.shown is not None
+        if r.shown is not None:
+            self.counts[r.shown.label] -= 1
+        else:
+            self.rst_count += 1
+        self.counts[verdict.label] += 1
+        r.shown = verdict
+        self.publish(verdict, update)
+
+    # -- numbers ---------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, int]:
+        return {str(label): self.counts[label] for label in Label if self.counts[label] > 0}
+
+
+# ================================================================================ outputs
+
+
+def _summary_line(pipe: Pipeline, source: str, write: str | None, dropped: int, stopped: str,
+                  seconds: float) -> dict[str, object]:
+    out: dict[str, object] = {
+        "summary": pipe.summary(),
+        "interface": source,
+        "file": write,
+        "packets": pipe.frames,
+        "tcp_packets": pipe.decoder.stats.tcp,
+        "flows": pipe.tracker.stats.flows,
+        "rsts": pipe.rst_count,
+        "dropped": dropped,
+        "complete": dropped == 0,
+        "stopped": stopped,
+        "seconds": round(seconds, 3),
+    }
+    if pipe.matcher is not None:
+        k = pipe.kernel
+        out["kernel_reasons"] = {"agree": k.agree, "disagree": k.disagree,
+                                 "no_opinion": k.no_opinion,
+                                 "without_reason": pipe.matcher.unmatched_wire,
+                                 "disagreements": k.disagreements}
+    return out
+
+
+class JsonlOutput:
+    """One JSON object per verdict per line, flushed at once; a summary object last."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.broken = False
+
+    def start(self) -> None:
+        pass
+
+    def verdict(self, v: Verdict, update: bool) -> None:
+        if self.broken:
+            return
+        d = v.to_dict()
+        if update:
+            d["update"] = True
+        try:
+            self.out.write(json.dumps(d) + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+    def refresh(self, status: Status) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def end(self, status: Status, summary: dict[str, object]) -> None:
+        if self.broken:
+            return
+        try:
+            self.out.write(json.dumps(summary) + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+
+@dataclass(slots=True)
+class Status:
+    source: str
+    packets: int = 0
+    pps: float = 0.0
+    flows: int = 0
+    open_flows: int = 0
+    rsts: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    kernel: KernelStats | None = None
+
+
+class TableOutput:
+    """A rich Live view on a terminal: newest verdicts on top, counters by cause, status."""
+
+    MAX_ROWS = 200
+
+    def __init__(self, out: TextIO, *, color: bool | None, interactive: bool,
+                 kernel_reasons: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(file=out, highlight=False, soft_wrap=False,
+                               force_terminal=True if color else None,
+                               no_color=color is False,
+                               width=None if interactive else 160)
+        self.interactive = interactive
+        self.kernel_reasons = kernel_reasons
+        self.rows: OrderedDict[int, Verdict] = OrderedDict()
+        self.broken = False
+        self._live = None
+
+    def start(self) -> None:
+        if not self.interactive:
+            return
+        from rich.live import Live
+
+        self._live = Live(self._render(Status("")), console=self.console, auto_refresh=False,
+                          transient=True, redirect_stdout=False, redirect_stderr=False)
+        self._live.start()
+
+    def verdict(self, v: Verdict, update: bool) -> None:
+        if update and v.frame in self.rows:
+            self.rows[v.frame] = v
+            return
+        self.rows[v.frame] = v
+        while len(self.rows) > self.MAX_ROWS:
+            self.rows.popitem(last=False)
+
+    def refresh(self, status: Status) -> None:
+        if self._live is not None:
+            self._live.update(self._render(status), refresh=True)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _table(self, limit: int):  # type: ignore[no-untyped-def]
+        from rich.table import Table
+
+        from .render import LABEL_STYLES
+
+        table = Table(title="TCP resets, newest first", title_justify="left", expand=True)
+        table.add_column("frame", justify="right", no_wrap=True)
+        table.add_column("time (UTC)", no_wrap=True)
+        table.add_column("flow (client -> server)", no_wrap=True, overflow="ellipsis")
+        table.add_column("sender", no_wrap=True)
+        table.add_column("cause", no_wrap=True)
+        table.add_column("conf", no_wrap=True)
+        if self.kernel_reasons:
+            table.add_column("kernel", no_wrap=True, overflow="ellipsis")
+        table.add_column("evidence", no_wrap=True, overflow="ellipsis", ratio=1)
+        for v in list(reversed(self.rows.values()))[:limit]:
+            row = [str(v.frame), _clock(v.ts), f"{v.client} -> {v.server}", str(v.sender),
+                   f"[{LABEL_STYLES[v.label]}]{v.label}[/]", str(v.confidence)]
+            if self.kernel_reasons:
+                row.append(v.kernel_reason or "")
+            row.append(v.evidence)
+            table.add_row(*row)
+        return table
+
+    def _render(self, status: Status):  # type: ignore[no-untyped-def]
+        from rich.console import Group
+        from rich.text import Text
+
+        from .render import LABEL_STYLES
+
+        limit = max(self.console.size.height - 9, 3)
+        counts = Text()
+        for label, n in status.counts.items():
+            counts.append(f"{label} ", style=LABEL_STYLES[Label(label)])
+            counts.append(f"{n}   ")
+        line = (f"{status.source}: {status.packets} packets ({status.pps:,.0f}/s), "
+                f"{status.open_flows} open flows, {status.rsts} RSTs, "
+                f"{status.dropped} dropped by the kernel")
+        if status.kernel is not None:
+            line += (f"; kernel reasons: {status.kernel.agree} agree, "
+                     f"{status.kernel.disagree} disagree")
+        parts = [self._table(limit), counts or Text("no RSTs yet", style="dim"),
+                 Text(line + "   (Ctrl-C stops)", style="dim")]
+        return Group(*parts)
+
+    def end(self, status: Status, summary: dict[str, object]) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        from .render import LABEL_STYLES
+
+        try:
+            if self.rows:
+                self.console.print(self._table(self.MAX_ROWS if not self.interactive
+                                               else max(self.console.size.height - 12, 5)))
+            title = (f"{status.rsts} RSTs in {status.flows} TCP flows, {status.packets} frames "
+                     f"({status.source}, {status.seconds:.1f} s)")
+            table = Table(title=title, title_justify="left")
+            table.add_column("cause")
+            table.add_column("RSTs", justify="right")
+            table.add_column("hint", overflow="fold")
+            for label, count in status.counts.items():
+                lab = Label(label)
+                table.add_row(f"[{LABEL_STYLES[lab]}]{label}[/]", str(count),
+                              HINTS[lab].split(";")[0])
+            self.console.print(table)
+            k = status.kernel
+            if k is not None:
+                text = (f"kernel reasons: {k.agree} agree, {k.disagree} disagree"
+                        + (f", {k.no_opinion} say nothing about the cause" if k.no_opinion
+                           else ""))
+                self.console.print(Text(text))
+                for line in k.disagreements:
+                    self.console.print(Text(f"  {line}", style="yellow"))
+            self.console.file.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+
+# ================================================================================ session
+
+
+@dataclass(slots=True)
+class LiveOptions:
+    interface: str
+    expression: str | None = None
+    count: int | None = None  # packets (that pass the filter), as tcpdump -c
+    duration: float | None = None
+    write: str | None = None
+    snaplen: int | None = None
+    buffer_kib: int = DEFAULT_BUFFER_KIB
+    promiscuous: bool = True
+    fmt: str | None = None  # table, jsonl, None: table on a terminal, else jsonl
+    color: bool | None = None
+    kernel_reasons: bool = False
+    max_flows: int | None = None
+
+
+def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
+    """Capture until -c/--duration or Ctrl-C; report as it goes and a summary at the end."""
+    from .pcapwriter import PcapWriter
+
+    try:
+        iface = lookup_interface(opts.interface)
+        snaplen = opts.snaplen or (DEFAULT_SNAPLEN if opts.write else LIVE_SNAPLEN)
+        expression = filter_expression(opts.expression)
+        program = compile_filter(expression, iface.cooked, snaplen)
+        if iface.hatype == ARPHRD_LOOPBACK:
+            program = skip_outgoing_loopback(program, None)
+        elif iface.name == "any":
+            lo = loopback_index()
+            if lo is not None:
+                program = skip_outgoing_loopback(program, lo)
+        if opts.kernel_reasons:
+            from .kernel_reasons import unavailable
+
+            why = unavailable()
+            if why is not None:
+                raise LiveCaptureError(f"--kernel-reasons: {why}")
+        with contextlib.ExitStack() as stack:
+            capture = LiveCapture(iface, program, buffer_bytes=opts.buffer_kib * 1024,
+                                  promiscuous=opts.promiscuous)
+            stack.callback(capture.close)
+            writer = None
+            if opts.write:
+                try:
+                    writer = PcapWriter(opts.write, iface.linktype, snaplen)
+                except OSError as exc:
+                    raise LiveCaptureError(f"{opts.write}: cannot write the capture "
+                                           f"({exc.strerror})") from None
+                stack.callback(writer.close)
+            tracer = None
+            if opts.kernel_reasons:
+                try:
+                    tracer = stack.enter_context(ResetTracer())
+                except OSError as exc:
+                    raise LiveCaptureError(f"--kernel-reasons: cannot set up the tracing "
+                                           f"instance ({exc.strerror})") from None
+            print(f"rstdiag: listening on {iface.name}, link-type {iface.linktype_name}, "
+                  f"snapshot length {snaplen} bytes, filter {expression!r}, "
+                  f"{capture.ring_bytes >> 20} MiB ring", file=env.stderr, flush=True)
+            if tracer is not None:
+                print(f"rstdiag: kernel reasons from {tracer.path}", file=env.stderr,
+                      flush=True)
+            session = _Session(env, opts, iface.name, iface.linktype, capture, writer, tracer)
+            return session.run()
+    except LiveCaptureError as exc:
+        env.error(str(exc))
+        return ExitStatus.ERROR
+
+
+class _Session:
+    def __init__(self, env: Environment, opts: LiveOptions, source: str, linktype: int,
+                 capture: LiveCapture, writer, tracer: ResetTracer | None) -> None:  # type: ignore[no-untyped-def]
+        self.env = env
+        self.opts = opts
+        self.source = source
+        self.capture = capture
+        self.writer = writer
+        self.tracer = tracer
+        fmt = opts.fmt or ("table" if env.stdout_isatty else "jsonl")
+        if fmt == "jsonl":
+            self.output: JsonlOutput | TableOutput = JsonlOutput(env.stdout)
+        else:
+            self.output = TableOutput(env.stdout, color=opts.color,
+                                      interactive=env.stdout_isatty,
+                                      kernel_reasons=tracer is not None)
+        self.pipe = Pipeline(source, linktype, self.output.verdict, max_flows=opts.max_flows,
+                             kernel_reasons=tracer is not None)
+        self.stop: str | None = None
+        self.count = opts.count or 0
+        self._signals: dict[int, object] = {}
+
+    def _handle(self, sec: int, nsec: int, data: bytes, wirelen: int) -> bool:
+        if self.writer is not None:
+            self.writer.write(sec, nsec, data, wirelen)
+        self.pipe.packet(sec, nsec, data, wirelen)
+        if self.count and self.pipe.frames >= self.count:
+            self.stop = "count"
+            return True
+        return False
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.stop == "interrupted":  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.stop = "interrupted"
+
+    def run(self) -> ExitStatus:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._signals[sig] = signal.signal(sig, self._on_signal)
+        status = ExitStatus.OK
+        started = last = time.monotonic()
+        last_frames = 0
+        deadline = started + self.opts.duration if self.opts.duration else None
+        st = Status(self.source, kernel=self.pipe.kernel if self.tracer else None)
+        try:
+            self.output.start()
+            next_tick = started + TICK
+            while self.stop is None:
+                now = time.monotonic()
+                wait = next_tick - now
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                self.capture.read(self._handle, max(wait, 0.0))
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and self.stop is None:
+                    self.stop = "duration"
+                if now >= next_tick:
+                    next_tick = now + TICK
+                    self._tick(now)
+                    if now - last >= 1.0:
+                        st.pps = (self.pipe.frames - last_frames) / (now - last)
+                        last, last_frames = now, self.pipe.frames
+                    self._status(st, started)
+                    self.output.refresh(st)
+                if self.output.broken:
+                    self.stop = "closed"
+        except LiveCaptureError as exc:
+            self.output.stop()
+            self.env.error(f"{exc}; reporting what was captured")
+            self.stop = "error"
+            status = ExitStatus.ERROR
+        except KeyboardInterrupt:
+            self.stop = "interrupted"
+        finally:
+            self.output.stop()
+            for sig, handler in self._signals.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+        if self.stop == "interrupted":
+            status = ExitStatus.INTERRUPTED
+        return self._end(status, started)
+
+    def _tick(self, now: float) -> None:
+        self.capture.stats()
+        events = self.tracer.drain() if self.tracer is not None else []
+        self.pipe.tick(time.time(), now, events)
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _status(self, st: Status, started: float) -> None:
+        st.packets = self.pipe.frames
+        st.flows = self.pipe.tracker.stats.flows
+        st.open_flows = len(self.pipe.tracker.flows)
+        st.rsts = self.pipe.rst_count
+        st.dropped = self.capture.dropped
+        st.seconds = time.monotonic() - started
+        st.counts = self.pipe.summary()
+
+    def _end(self, status: ExitStatus, started: float) -> ExitStatus:
+        if self.tracer is not None and self.stop != "error":
+            time.sleep(0.1)  # the last events of the trace pipe
+        self._tick(time.monotonic())
+        if self.tracer is not None:
+            self.pipe.matcher.events(self.tracer.drain())  # type: ignore[union-attr]
+        self.pipe.finish()
+        if self.writer is not None:
+            self.writer.close()
+        st = Status(self.source, kernel=self.pipe.kernel if self.tracer else None)
+        self._status(st, started)
+        summary = _summary_line(self.pipe, self.source, self.opts.write, st.dropped,
+                                self.stop or "end", st.seconds)
+        self.output.end(st, summary)
+        if st.dropped:
+            self.env.warn(f"{st.dropped} packets dropped by the kernel before rstdiag saw them: "
+                          "the view is incomplete (a larger -B, a narrower -f filter, or -w "
+                          "and `rstdiag read` later)")
+        if self.output.broken:
+            _silence_stdout()
+            return ExitStatus.OK if status is ExitStatus.OK else status
+        return status
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def _silence_stdout() -> None:
+    """The reader went away (| head): no flush error at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
