@@ -18,7 +18,6 @@ import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TextIO
 
 from rich.markup import escape
@@ -28,6 +27,7 @@ from .analysis import FileReport
 from .gate import CheckResult, Outcome, ordered_labels
 from .labels import Label, Verdict
 from .render import CSV_FIELDS, LABEL_STYLES, PipeSafeConsole, document
+from .utctime import utc_text
 
 CHECK_FORMATS = ("table", "json", "junit", "github", "markdown")
 MARKDOWN_LIST_LIMIT = 20
@@ -77,7 +77,7 @@ def summary_line(result: CheckResult, reports: Sequence[FileReport]) -> str:
 # --- table --------------------------------------------------------------------------------
 
 def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
+    return utc_text(ts)
 
 
 OUTCOME_TEXT = {

@@ -53,8 +53,7 @@ def cli() -> None:
 
 
 @cli.command(epilog=EXIT_STATUS_HELP)
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False,
-                                                                  allow_dash=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @output_options
 @click.option("--max-flows", type=click.IntRange(min=1000), default=None,
               help="Flows held in memory at once (default 200000); the oldest idle are "
@@ -153,8 +152,7 @@ def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | No
 
 
 @cli.command(epilog=CHECK_EXIT_STATUS_HELP)
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False,
-                                                                  allow_dash=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("--fail-on", "fail_on", metavar="LABELS", callback=_fail_on_option,
               help="Comma list of the causes that fail the check (default: every cause but "
               "closed-port and client-abort).")
@@ -293,7 +291,7 @@ def _flow_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @cli.command(epilog=EXPLAIN_EXIT_STATUS_HELP)
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--frame", "frame", type=click.IntRange(min=1), metavar="N",
               help="The RST (or any TCP packet) to explain, numbered as Wireshark does.")
 @click.option("--flow", "flow", metavar="CLIENT-SERVER", callback=_flow_option,

@@ -14,7 +14,6 @@ import os
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TextIO
 
 from rich.text import Text
@@ -24,6 +23,7 @@ from .errors import RstdiagError
 from .flows import Segment, SideState, _roles, addr_text, seq_diff
 from .labels import Endpoint, Sender, Verdict
 from .records import ACK, RST, SYN, Packet, RawFrame, flag_string
+from .utctime import utc_text
 
 HEAD = 20  # packets shown at the start of a long flow
 TAIL = 40  # ...and at its end
@@ -417,7 +417,7 @@ MAX_ARROW = 72
 
 
 def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return utc_text(ts, "%Y-%m-%d %H:%M:%S.%f")
 
 
 @dataclass(frozen=True, slots=True)

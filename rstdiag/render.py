@@ -6,7 +6,6 @@ import csv
 import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TextIO
 
 from rich.console import Console
@@ -16,6 +15,7 @@ from rich.text import Text
 from .analysis import FileReport, summarize
 from .labels import HINTS, Confidence, Label, Verdict
 from .timeline import bucketize, buckets_for_width, render_timeline
+from .utctime import utc_text
 
 
 class PipeSafeConsole(Console):
@@ -79,7 +79,7 @@ def write_csv(reports: Sequence[FileReport], out: TextIO) -> None:
 
 
 def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
+    return utc_text(ts)
 
 
 def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verbose: int = 0,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from rich.text import Text
 
 from .labels import Label, Verdict
+from .utctime import utc, utc_text
 
 SPARKS = "▁▂▃▄▅▆▇█"
 DEFAULT_BUCKETS = 48
@@ -114,7 +114,9 @@ def sparkline(counts: Sequence[int]) -> str:
 
 def time_label(ts: float, *, precise: bool = False, dated: bool = False) -> str:
     """HH:MM:SS in UTC; with milliseconds when `precise`, with the date when `dated`."""
-    moment = datetime.fromtimestamp(ts, UTC)
+    moment = utc(ts)
+    if moment is None:
+        return utc_text(ts)
     text = moment.strftime("%H:%M:%S.%f")[:-3] if precise else moment.strftime("%H:%M:%S")
     return f"{moment:%Y-%m-%d} {text}" if dated else text
 
@@ -143,8 +145,8 @@ def render_timeline(timeline: Timeline, styles: Mapping[Label, str] | None = Non
     text = Text(no_wrap=True, overflow="crop")
     if not timeline.counts:
         return text
-    dated = (datetime.fromtimestamp(timeline.start, UTC).date()
-             != datetime.fromtimestamp(timeline.end, UTC).date())
+    start, end = utc(timeline.start), utc(timeline.end)
+    dated = start is not None and end is not None and start.date() != end.date()
     precise = timeline.width < 1
     if timeline.span <= 0:
         text.append(f"RSTs over time: all {timeline.rsts} at "
