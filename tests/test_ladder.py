@@ -410,3 +410,23 @@ def test_explain_output_closed_early_exits_quietly() -> None:
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, err
     assert err == b""
+
+
+SEED_RSTS = [("closed-port-v6", 2, "closed-port"), ("accept-overflow", 20, "accept-overflow"),
+             ("linger-abort", 8, "linger-abort"), ("unread-data", 6, "unread-data"),
+             ("data-after-close", 7, "data-after-close"), ("half-open", 9, "half-open"),
+             ("keepalive-timeout", 8, "keepalive-timeout"), ("injected", 31, "injected"),
+             ("client-abort-scan", 3, "client-abort")]
+
+
+@needs_entry_point
+@pytest.mark.parametrize(("capture", "frame", "label"), SEED_RSTS)
+def test_explain_draws_each_real_kernel_seed_scenario(capture: str, frame: int,
+                                                      label: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "pcaps" / f"{capture}.pcap"
+    result = run("explain", str(path), "--frame", str(frame))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    i = _row_line(lines, frame)
+    assert f"↳ {label}, sent by" in lines[i + 1]
+    assert "evidence:" in lines[i + 2]
