@@ -538,8 +538,10 @@ def _heading(ladder: Ladder) -> list[str]:
         verdict = selected.verdict
         cause = (f": [bold]{verdict.label}[/] ({verdict.confidence} confidence)"
                  if verdict is not None else "")
-        lines.append(f"[bold]{name} frame {selected.frame}[/] is a RST from the "
-                     f"{selected.sender}{cause}")
+        forged = verdict is not None and verdict.sender == Sender.PATH
+        origin = (f"claiming to come from the {selected.sender}" if forged
+                  else f"from the {selected.sender}")
+        lines.append(f"[bold]{name} frame {selected.frame}[/] is a RST {origin}{cause}")
     elif selected is not None:
         lines.append(f"[bold]{name} frame {selected.frame}[/] is not a RST "
                      f"(flags {flag_string(selected.flags)}); its flow:")

@@ -428,5 +428,5 @@ def test_explain_draws_each_real_kernel_seed_scenario(capture: str, frame: int,
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     i = _row_line(lines, frame)
-    assert f"↳ {label}, sent by" in lines[i + 1]
+    assert lines[i + 1].strip().startswith(f"↳ {label}, ")
     assert "evidence:" in lines[i + 2]
