@@ -8,11 +8,13 @@
 
 Builds two network namespaces joined by a veth pair, generates the capture with
 ../shared/tools/gen_bigpcap.py when missing, and for each rate replays it with tcpreplay from
-one namespace while the capturing tool runs on the other end: `rstdiag live --format jsonl`,
-then (alone, so that they do not share the CPU) `tcpdump -w /dev/null`. For each: packets seen,
-dropped by the kernel (PACKET_STATISTICS, as each tool reports it), and packets/s: packets seen
-over the time from the replay's start to the tool's last busy moment (its CPU time stops
-growing), i.e. how long it took to capture, and for rstdiag judge, everything.
+one namespace while the capturing tool runs on the other end, one at a time so that they do not
+share the CPU: `rstdiag live --format jsonl`, rstdiag's capture path alone (ring, frame
+numbering, pcap records to /dev/null, no analysis), and `tcpdump -w /dev/null`. For each:
+packets seen, dropped by the kernel (PACKET_STATISTICS, as each tool reports it), and
+packets/s: packets seen over the time from the replay's start to the tool's last busy moment
+(its CPU time stops growing), i.e. how long it took to capture, and for rstdiag judge,
+everything.
 """
 
 from __future__ import annotations
@@ -100,6 +102,63 @@ def replay(veth: Veth, pcap: Path, pps: int | None) -> dict[str, float]:
             "pps": float(r[1]) if r else 0.0, "failed": int(failed[1]) if failed else 0}
 
 
+# rstdiag's capture path alone (ring, frame numbering, pcap records), without the analysis:
+# how fast packets come off the kernel ring in Python, to tell the two costs apart.
+CAPTURE_ONLY = r"""
+import json, signal, sys, time
+from rstdiag.livecapture import LiveCapture, compile_filter, lookup_interface
+from rstdiag.pcapwriter import PcapWriter
+iface = lookup_interface(sys.argv[1])
+capture = LiveCapture(iface, compile_filter("tcp", iface.cooked, 384),
+                      buffer_bytes=int(sys.argv[2]) * 1024, promiscuous=False)
+writer = PcapWriter("/dev/null", iface.linktype, 384)
+stop = []
+signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+frames = [0]
+def handle(sec, nsec, data, wirelen):
+    frames[0] += 1
+    writer.write(sec, nsec, data, wirelen)
+print("listening on", sys.argv[1], file=sys.stderr, flush=True)
+while not stop:
+    capture.read(handle, 0.25)
+print(json.dumps({"packets": frames[0], "dropped": capture.stats()[1]}))
+"""
+
+# The same without the ring: one recv_into per packet into a preallocated buffer, a 64 MiB
+# socket buffer (SO_RCVBUFFORCE), what a plain AF_PACKET reader does; for comparison.
+CAPTURE_RECV = r"""
+import json, signal, socket, struct, sys, ctypes
+from rstdiag.livecapture import compile_filter, _INSN, SO_ATTACH_FILTER, SOL_PACKET
+from rstdiag.pcapwriter import PcapWriter
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+prog = compile_filter("tcp", False, 384)
+code = b"".join(_INSN.pack(*i) for i in prog)
+buf = ctypes.create_string_buffer(code, len(code))
+sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                struct.pack("HL", len(prog), ctypes.addressof(buf)))
+sock.setsockopt(socket.SOL_SOCKET, 33, int(sys.argv[2]) * 1024)  # SO_RCVBUFFORCE
+sock.bind((sys.argv[1], 3))
+sock.settimeout(0.25)
+writer = PcapWriter("/dev/null", 1, 384)
+stop = []
+signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+data = bytearray(65536)
+view = memoryview(data)
+frames = 0
+dropped = 0
+print("listening on", sys.argv[1], file=sys.stderr, flush=True)
+while not stop:
+    try:
+        n = sock.recv_into(data)
+    except (TimeoutError, InterruptedError):
+        continue
+    frames += 1
+    writer.write(0, 0, bytes(view[:min(n, 384)]), n)
+stats = sock.getsockopt(SOL_PACKET, 6, 8)
+print(json.dumps({"packets": frames, "dropped": struct.unpack("II", stats)[1]}))
+"""
+
+
 def run_tool(veth: Veth, pcap: Path, pps: int | None, tool: str, buffer_kib: int,
              outdir: Path) -> dict[str, object]:
     err_path = outdir / f"{tool}.stderr"
@@ -107,6 +166,10 @@ def run_tool(veth: Veth, pcap: Path, pps: int | None, tool: str, buffer_kib: int
     if tool == "rstdiag":
         cmd = ["rstdiag", "live", "-i", "rx0", "--format", "jsonl", "-B", str(buffer_kib),
                "-p"]
+        ready = "listening on"
+    elif tool in ("capture", "recv"):
+        code = CAPTURE_ONLY if tool == "capture" else CAPTURE_RECV
+        cmd = [sys.executable, "-c", code, "rx0", str(buffer_kib)]
         ready = "listening on"
     else:
         cmd = ["tcpdump", "-i", "rx0", "-n", "-p", "-B", str(buffer_kib), "-w", "/dev/null",
@@ -141,6 +204,10 @@ def run_tool(veth: Veth, pcap: Path, pps: int | None, tool: str, buffer_kib: int
         summary = next((d for d in reversed(lines) if "summary" in d), {})
         seen, dropped = int(summary.get("packets", 0)), int(summary.get("dropped", 0))
         extra = {"rsts": summary.get("rsts"), "verdict_lines": len(lines) - 1}
+    elif tool in ("capture", "recv"):
+        counts = json.loads(out_path.read_text() or "{}")
+        seen, dropped = int(counts.get("packets", 0)), int(counts.get("dropped", 0))
+        extra = {}
     else:
         m = re.search(r"(\d+) packets captured", stderr)
         d = re.search(r"(\d+) packets dropped by kernel", stderr)
@@ -161,7 +228,10 @@ def main() -> None:
     ap.add_argument("--topspeed", action="store_true", help="also at top speed with --pps")
     ap.add_argument("-B", "--buffer-size", type=int, default=65536,
                     help="kernel buffer of both tools, KiB (default 65536)")
-    ap.add_argument("--tools", default="rstdiag,tcpdump")
+    ap.add_argument("--tools", default="rstdiag,capture,tcpdump",
+                    help="rstdiag (live, jsonl), capture (rstdiag's capture path alone: "
+                    "ring and pcap records, no analysis), recv (the same with recv_into "
+                    "instead of the ring), tcpdump")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:

@@ -28,8 +28,9 @@ from .labels import Confidence, Label, Verdict
 
 TRACEFS = Path("/sys/kernel/tracing")
 EVENT = Path("events/tcp/tcp_send_reset")
-MATCH_SECONDS = 0.5  # the event and the wire packet are microseconds apart; allow slack
+MATCH_SECONDS = 0.1  # the event and the wire packet are microseconds apart; allow slack
 KEEP_SECONDS = 2.0  # how long an event or a wire RST waits for its other half
+SETTLE_SECONDS = 0.15  # both halves are in by then (trace pipe reader, ring block timeout)
 
 L = Label
 # Which labels agree with which reason (enum sk_rst_reason). Observed on Linux 6.18 with the
@@ -175,10 +176,7 @@ class ResetTracer:
         self._created = True
         with contextlib.suppress(OSError):
             (self.path / "buffer_size_kb").write_text("1024")
-        self.clock_offset = 0.0
-        with contextlib.suppress(OSError):
-            (self.path / "trace_clock").write_text("mono")
-            self.clock_offset = time.time() - time.monotonic()
+        self.clock_offset = _set_clock(self.path / "trace_clock")
         (self.path / EVENT / "enable").write_text("1")
         self._fd = os.open(self.path / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         self._thread = threading.Thread(target=self._read, name="rstdiag-trace", daemon=True)
@@ -228,6 +226,22 @@ class ResetTracer:
             self._created = False
 
 
+def _set_clock(trace_clock: Path) -> float:
+    """Pick the trace clock; the offset that turns its timestamps into the packets' time.
+
+    TAI is the packets' clock (CLOCK_REALTIME) plus a whole number of seconds: exact, where
+    CLOCK_MONOTONIC drifts from it and only an estimate of the offset is at hand.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        if "tai" in trace_clock.read_text().replace("[", " ").replace("]", " ").split():
+            trace_clock.write_text("tai")
+            return -round(time.clock_gettime(time.CLOCK_TAI) - time.time())
+    with contextlib.suppress(OSError):
+        trace_clock.write_text("mono")
+        return time.time() - time.monotonic()
+    return 0.0
+
+
 def _remove_instance(path: Path) -> None:
     with contextlib.suppress(OSError):
         (path / EVENT / "enable").write_text("0")
@@ -267,13 +281,41 @@ class _Wire:
     taken: bool = False
 
 
+def _in_order(events: list[KernelReset], wires: list[_Wire]) -> list[tuple[KernelReset, _Wire]]:
+    """The most pairs within MATCH_SECONDS that keep both sides in time order, the nearest
+    among equals (dynamic programming; the lists are a burst on one 4-tuple, a few long)."""
+    n, m = len(events), len(wires)
+    best = [[(0, 0.0)] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            here = max(best[i - 1][j], best[i][j - 1])
+            gap = abs(events[i - 1].ts - wires[j - 1].ts)
+            if gap <= MATCH_SECONDS:
+                count, closeness = best[i - 1][j - 1]
+                here = max(here, (count + 1, closeness - gap))
+            best[i][j] = here
+    pairs: list[tuple[KernelReset, _Wire]] = []
+    i, j = n, m
+    while i and j:
+        if best[i][j] == best[i - 1][j]:
+            i -= 1
+        elif best[i][j] == best[i][j - 1]:
+            j -= 1
+        else:
+            pairs.append((events[i - 1], wires[j - 1]))
+            i, j = i - 1, j - 1
+    return pairs[::-1]
+
+
 class ReasonMatcher:
     """Pairs kernel events with wire RSTs (frame numbers) as both come in, either first.
 
     A wire RST matches an event with the same sender address and port and the same
     destination (any destination for a listener's own RST, which the tracepoint reports with
-    destination 0.0.0.0:0) within MATCH_SECONDS; among several, the nearest in time. Either
-    half waits KEEP_SECONDS for the other, then is forgotten.
+    destination 0.0.0.0:0) within MATCH_SECONDS. On one 4-tuple, events and RSTs pair in time
+    order (a burst of RSTs microseconds apart, an event whose RST a firewall dropped); a
+    listener's events take the nearest RST. Both halves are left SETTLE_SECONDS to come in
+    before they are paired, and are forgotten after KEEP_SECONDS.
     """
 
     def __init__(self) -> None:
@@ -290,26 +332,39 @@ class ReasonMatcher:
     def events(self, events: list[KernelReset]) -> None:
         self._events.extend(events)
 
-    def match(self, now: float) -> list[tuple[int, KernelReset]]:
+    def match(self, now: float, settle: float = SETTLE_SECONDS) -> list[tuple[int, KernelReset]]:
         """(frame, event) pairs found since the last call; forgets what is too old."""
-        pairs: list[tuple[int, KernelReset]] = []
-        left: list[KernelReset] = []
+        ripe = now - settle
+        flows: dict[tuple[str, int, str, int], list[KernelReset]] = {}
+        listeners: list[KernelReset] = []
         for event in self._events:
-            best: _Wire | None = None
-            for w in self._by_sender.get((event.src, event.sport), ()):
-                if w.taken or (not event.listener_reply
-                               and (w.dst, w.dport) != (event.dst, event.dport)):
-                    continue
-                gap = abs(w.ts - event.ts)
-                if gap <= MATCH_SECONDS and (best is None or gap < abs(best.ts - event.ts)):
-                    best = w
-            if best is None:
-                if event.ts >= now - KEEP_SECONDS:
-                    left.append(event)
+            if event.ts > ripe or (event.src, event.sport) not in self._by_sender:
+                continue
+            if event.listener_reply:
+                listeners.append(event)
             else:
-                best.taken = True
-                pairs.append((best.frame, event))
-        self._events = left
+                flows.setdefault((event.src, event.sport, event.dst, event.dport),
+                                 []).append(event)
+        used: set[int] = set()
+        pairs: list[tuple[int, KernelReset]] = []
+        for (src, sport, dst, dport), evs in flows.items():
+            wires = [w for w in self._by_sender[(src, sport)]
+                     if not w.taken and w.ts <= ripe and (w.dst, w.dport) == (dst, dport)]
+            evs.sort(key=lambda e: e.ts)
+            for event, w in _in_order(evs[-64:], wires[-64:]):
+                w.taken = True
+                used.add(id(event))
+                pairs.append((w.frame, event))
+        for event in listeners:
+            near = [w for w in self._by_sender[(event.src, event.sport)]
+                    if not w.taken and w.ts <= ripe and abs(w.ts - event.ts) <= MATCH_SECONDS]
+            if near:
+                w = min(near, key=lambda w: abs(w.ts - event.ts))
+                w.taken = True
+                used.add(id(event))
+                pairs.append((w.frame, event))
+        self._events = [e for e in self._events
+                        if id(e) not in used and e.ts >= now - KEEP_SECONDS]
         order = self._order
         while order and (order[0][1].taken or order[0][1].ts < now - KEEP_SECONDS):
             key, w = order.popleft()
@@ -319,11 +374,12 @@ class ReasonMatcher:
             same.remove(w)
             if not same:
                 del self._by_sender[key]
+        pairs.sort(key=lambda p: p[0])
         return pairs
 
     def flush(self) -> list[tuple[int, KernelReset]]:
         """At the end: the last pairs; every RST still waiting counts as unmatched."""
-        pairs = self.match(float("-inf"))
+        pairs = self.match(float("inf"), settle=0.0)
         self.unmatched_wire += sum(1 for _, w in self._order if not w.taken)
         self._order.clear()
         self._by_sender.clear()

@@ -101,6 +101,7 @@ class Pipeline:
         self.decoder = Decoder()
         self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
         self.frames = 0
+        self.last_ts = 0.0  # capture time of the latest packet
         self.rst_count = 0  # distinct RSTs published
         self.counts: Counter[Label] = Counter()
         self.kernel = KernelStats()
@@ -112,14 +113,13 @@ class Pipeline:
         self._overflows: dict[Endpoint, list[_Rst]] = {}
         self._held: deque[_Rst] = deque()
         self._last_sweep = clock()
-        self._sweep_frames = 0
 
     # -- packets ---------------------------------------------------------------------------
 
     def packet(self, sec: int, nsec: int, data: bytes, wirelen: int) -> None:
         self.frames += 1
-        pkt = self.decoder.decode(RawFrame(self.frames, sec + nsec * 1e-9, self.linktype, data,
-                                           wirelen))
+        self.last_ts = ts = sec + nsec * 1e-9
+        pkt = self.decoder.decode(RawFrame(self.frames, ts, self.linktype, data, wirelen))
         if pkt is None:
             return
         ready = self.tracker.feed(pkt)
@@ -139,7 +139,11 @@ class Pipeline:
     # -- time ------------------------------------------------------------------------------
 
     def tick(self, wall: float, mono: float, events: list[KernelReset] | None = None) -> None:
-        """Kernel reasons, sweeps by wall time, provisional verdicts, forgetting."""
+        """Kernel reasons, sweeps by wall time, provisional verdicts, forgetting.
+
+        `wall` is the time the capture has reached: the clock when it keeps up, the latest
+        packet's time while a backlog waits in the ring (so that the after-window of a RST is
+        not cut short by the analysis lagging behind)."""
         if self.matcher is not None:
             self.matcher.events(events or [])
             for frame, event in self.matcher.match(wall):
@@ -528,7 +532,8 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
             writer = None
             if opts.write:
                 try:
-                    writer = PcapWriter(opts.write, iface.linktype, snaplen)
+                    writer = PcapWriter(opts.write, iface.linktype,
+                                        snaplen + (16 if iface.cooked else 0))
                 except OSError as exc:
                     raise LiveCaptureError(f"{opts.write}: cannot write the capture "
                                            f"({exc.strerror})") from None
@@ -551,6 +556,8 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
     except LiveCaptureError as exc:
         env.error(str(exc))
         return ExitStatus.ERROR
+    except KeyboardInterrupt:  # before the capture started: nothing to report
+        return ExitStatus.INTERRUPTED
 
 
 class _Session:
@@ -569,9 +576,13 @@ class _Session:
             self.output = TableOutput(env.stdout, color=opts.color,
                                       interactive=env.stdout_isatty,
                                       kernel_reasons=tracer is not None)
-        self.pipe = Pipeline(source, linktype, self.output.verdict, max_flows=opts.max_flows,
-                             kernel_reasons=tracer is not None)
+        # a verdict's `file`: the -w file, whose frame numbers the verdicts give, else the
+        # interface
+        self.pipe = Pipeline(opts.write or source, linktype, self.output.verdict,
+                             max_flows=opts.max_flows, kernel_reasons=tracer is not None)
         self.stop: str | None = None
+        self.idle = True  # the last read found the ring empty: the analysis keeps up
+        self._last_wall = 0.0
         self.count = opts.count or 0
         self._signals: dict[int, object] = {}
 
@@ -606,7 +617,7 @@ class _Session:
                 wait = next_tick - now
                 if deadline is not None:
                     wait = min(wait, deadline - now)
-                self.capture.read(self._handle, max(wait, 0.0))
+                self.idle = not self.capture.read(self._handle, max(wait, 0.0))
                 now = time.monotonic()
                 if deadline is not None and now >= deadline and self.stop is None:
                     self.stop = "duration"
@@ -638,7 +649,9 @@ class _Session:
     def _tick(self, now: float) -> None:
         self.capture.stats()
         events = self.tracer.drain() if self.tracer is not None else []
-        self.pipe.tick(time.time(), now, events)
+        wall = time.time() if self.idle else max(self.pipe.last_ts, self._last_wall)
+        self._last_wall = wall
+        self.pipe.tick(wall, now, events)
         if self.writer is not None:
             self.writer.flush()
 
