@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .env import Environment
+
+if TYPE_CHECKING:
+    from .analysis import FileReport
 from .errors import ExitStatus, RstdiagError
 
 EXIT_STATUS_HELP = (
@@ -71,31 +74,44 @@ def read(files: tuple[str, ...], fmt: str, quiet: bool, verbose: int, color: boo
     raise SystemExit(int(status))
 
 
-def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool = False,
-             verbose: int = 0, color: bool | None = None,
-             max_flows: int | None = None) -> ExitStatus:
-    from .analysis import Analysis, FileReport
-    from .render import write_csv, write_json, write_jsonl, write_table
+def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | None
+                  ) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
+    """Analyse each capture in turn: (reports, (path, error) of unreadable files, interrupted).
+
+    Errors and warnings go to stderr as they come; Ctrl-C keeps what the current file gave.
+    """
+    from .analysis import Analysis
 
     reports: list[FileReport] = []
-    status = ExitStatus.OK
+    errors: list[tuple[str, str]] = []
     for path in files:
         analysis = Analysis(path, max_flows)
         try:
             with _progress(env, path) as progress:
                 report = analysis.run(progress)
-        except RstdiagError as exc:
-            env.error(f"{path}: {exc}")
-            status = ExitStatus.ERROR
+        except (RstdiagError, OSError) as exc:
+            message = str(exc) if isinstance(exc, RstdiagError) else str(exc.strerror or exc)
+            env.error(f"{path}: {message}")
+            errors.append((path, message))
             continue
         except KeyboardInterrupt:
             reports.append(analysis.finish(complete=False))
             env.warn(f"{path}: interrupted; reporting what was read")
-            status = ExitStatus.INTERRUPTED
-            break
+            return reports, errors, True
         for warning in report.warnings:
             env.warn(f"{path}: {warning}")
         reports.append(report)
+    return reports, errors, False
+
+
+def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool = False,
+             verbose: int = 0, color: bool | None = None,
+             max_flows: int | None = None) -> ExitStatus:
+    from .render import write_csv, write_json, write_jsonl, write_table
+
+    reports, errors, interrupted = analyze_files(env, files, max_flows)
+    status = ExitStatus.INTERRUPTED if interrupted else \
+        ExitStatus.ERROR if errors else ExitStatus.OK
     writers = {"json": write_json, "jsonl": write_jsonl, "csv": write_csv}
     if not reports:
         return status
@@ -208,34 +224,11 @@ def run_check(env: Environment, files: tuple[str, ...], policy: Any, *, fmt: str
               max_flows: int | None = None, write_baseline: str | None = None) -> ExitStatus:
     from dataclasses import replace
 
-    from .analysis import Analysis, FileReport
     from .ci_formats import WRITERS, write_table
     from .gate import InputError, evaluate
 
-    reports: list[FileReport] = []
-    errors: list[InputError] = []
-    interrupted = False
-    for path in files:
-        analysis = Analysis(path, max_flows)
-        try:
-            with _progress(env, path) as progress:
-                report = analysis.run(progress)
-        except RstdiagError as exc:
-            env.error(f"{path}: {exc}")
-            errors.append(InputError(path, str(exc)))
-            continue
-        except OSError as exc:
-            env.error(f"{path}: {exc.strerror or exc}")
-            errors.append(InputError(path, str(exc.strerror or exc)))
-            continue
-        except KeyboardInterrupt:
-            reports.append(analysis.finish(complete=False))
-            env.warn(f"{path}: interrupted; reporting what was read")
-            interrupted = True
-            break
-        for warning in report.warnings:
-            env.warn(f"{path}: {warning}")
-        reports.append(report)
+    reports, failed, interrupted = analyze_files(env, files, max_flows)
+    errors = [InputError(path, message) for path, message in failed]
     result = evaluate(reports, policy, errors)
     if write_baseline is not None:
         if errors or interrupted:
