@@ -31,6 +31,9 @@ def _imports() -> None:
     from rstdiag.errors import CaptureError
     from rstdiag.labels import Confidence, Label, Sender
 
+    if RENDER:
+        import rstdiag.render  # noqa: F401  (imported here to be instrumented with the rest)
+
 
 def check_one(data: bytes) -> FileReport | None:
     """Run `data` as a capture; None when it is unreadable (CaptureError, as the CLI's status
