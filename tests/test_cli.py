@@ -137,7 +137,9 @@ def test_output_closed_early_exits_quietly() -> None:
 
 
 @needs_entry_point
-def test_sigint_still_prints_the_summary_of_what_was_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_still_prints_the_summary_of_what_was_read(tmp_path: Path,
+                                                                stop: signal.Signals) -> None:
     fifo = tmp_path / "capture.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen([RSTDIAG, "read", "--format", "json", str(fifo)],
@@ -147,13 +149,14 @@ def test_sigint_still_prints_the_summary_of_what_was_read(tmp_path: Path) -> Non
         writer.write(data)  # the whole capture, but the pipe stays open: rstdiag waits
         writer.flush()
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     doc = json.loads(out)
     assert doc["files"][0]["complete"] is False
     assert len(doc["rsts"]) == 3
     assert b"Traceback" not in err
+    assert err.decode().endswith(f"{fifo}: interrupted; reporting what was read\n")
 
 
 @needs_entry_point

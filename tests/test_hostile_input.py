@@ -15,18 +15,16 @@ import io
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from corpus import PROJECT_PCAPS, PUBLIC, public
+from corpus import PROJECT_PCAPS, PUBLIC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -536,27 +534,6 @@ def test_absurd_pcapng_timestamps_are_still_reported(tmp_path: Path, fmt: str) -
     result = run("read", "--format", fmt, str(capture))
     assert (result.returncode, result.stderr) == (0, "")
     assert "Traceback" not in result.stdout
-
-
-@needs_entry_point
-def test_sigterm_still_prints_the_summary_of_what_was_read(tmp_path: Path) -> None:
-    fifo = tmp_path / "capture.fifo"
-    os.mkfifo(fifo)
-    proc = subprocess.Popen([RSTDIAG, "read", "--format", "json", str(fifo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    data = public("zeek__dhe.pcap").read_bytes()
-    with open(fifo, "wb") as writer:
-        writer.write(data)  # the whole capture, but the pipe stays open: rstdiag waits
-        writer.flush()
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
-    doc = json.loads(out)
-    assert doc["files"][0]["complete"] is False
-    assert len(doc["rsts"]) == 3
-    assert b"Traceback" not in err
-    assert err.decode().endswith(f"{fifo}: interrupted; reporting what was read\n")
 
 
 # -- floods: bounded memory ---------------------------------------------------------------
