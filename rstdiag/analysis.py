@@ -6,6 +6,7 @@ CLI and other callers render the report.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -13,12 +14,13 @@ from typing import BinaryIO
 
 from .classify import as_duplicate, classify, refine_bursts
 from .decode import SUPPORTED_LINKTYPES, Decoder
-from .errors import CaptureError
+from .errors import CaptureError, RstdiagError
 from .flows import FlowTracker, RstCase
 from .labels import Label, Verdict
-from .pcapfile import CaptureReader, open_capture
+from .pcapfile import PCAP_HEADER_LEN, CaptureReader, open_capture, pcap_layout
 from .records import RawFrame
 
+BULK_MIN_BYTES = 16 << 20  # classic pcap files from this size on are read in two passes
 MAX_LINKTYPE_WARNINGS = 8  # distinct unsupported link types warned about one by one
 
 LINKTYPE_NAMES = {
@@ -80,6 +82,7 @@ class Analysis:
 
     def __init__(self, path: str, max_flows: int | None = None) -> None:
         self.path = path
+        self.max_flows = max_flows
         self.decoder = Decoder()
         self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
         self.report = FileReport(path)
@@ -181,6 +184,37 @@ def _with_file(verdict: Verdict, path: str) -> Verdict:
     return replace(verdict, file=path)
 
 
+def open_analysis(path: str, max_flows: int | None = None) -> Analysis:
+    """The analysis for one capture: big classic pcap files get the two-pass path
+    (rstdiag.twopass), which gives the same report sooner; everything else the simple one."""
+    if _big_pcap(path):
+        from .twopass import TwoPassAnalysis  # numpy: imported only when it pays
+
+        return TwoPassAnalysis(path, max_flows)
+    return Analysis(path, max_flows)
+
+
+def _big_pcap(path: str) -> bool:
+    try:
+        if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < BULK_MIN_BYTES:
+            return False
+        with open(path, "rb") as stream:
+            return pcap_layout(stream.read(PCAP_HEADER_LEN)) is not None
+    except OSError:
+        return False
+
+
+def analyze_path(path: str, max_flows: int | None = None
+                 ) -> tuple[FileReport | None, str | None]:
+    """`analyze_file` for a worker process: (report, None), or (None, why it is unreadable)."""
+    try:
+        return analyze_file(path, max_flows), None
+    except RstdiagError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, str(exc.strerror or exc)
+
+
 def analyze_file(path: str, max_flows: int | None = None) -> FileReport:
     """Read one capture and label every RST in it. Raises CaptureError if unreadable."""
-    return Analysis(path, max_flows).run()
+    return open_analysis(path, max_flows).run()

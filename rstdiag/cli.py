@@ -48,6 +48,21 @@ def output_options(func: Callable[..., Any] | None = None, *,
     return func
 
 
+def reading_options(func: Callable[..., Any]) -> Any:
+    """The options of the commands that read capture files: memory and parallelism."""
+    options = [
+        click.option("--max-flows", type=click.IntRange(min=1000), default=None,
+                     help="Flows held in memory at once (default 200000); the oldest idle "
+                     "are evicted beyond it, and counted."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Read up to N files at once, one process each (default: one per "
+                     "CPU core)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, prog_name="rstdiag")
 def cli() -> None:
@@ -58,11 +73,9 @@ def cli() -> None:
 @cli.command(epilog=EXIT_STATUS_HELP)
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @output_options
-@click.option("--max-flows", type=click.IntRange(min=1000), default=None,
-              help="Flows held in memory at once (default 200000); the oldest idle are "
-              "evicted beyond it, and counted.")
+@reading_options
 def read(files: tuple[str, ...], fmt: str, quiet: bool, verbose: int, color: bool | None,
-         max_flows: int | None) -> None:
+         max_flows: int | None, jobs: int | None) -> None:
     """Read pcap/pcapng FILES ('-' for standard input) and explain every TCP RST.
 
     Causes: closed-port, accept-overflow, linger-abort, unread-data, data-after-close,
@@ -70,22 +83,29 @@ def read(files: tuple[str, ...], fmt: str, quiet: bool, verbose: int, color: boo
     """
     env = Environment.from_system()
     status = run_read(env, files, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
-                      max_flows=max_flows)
+                      max_flows=max_flows, jobs=jobs)
     raise SystemExit(int(status))
 
 
-def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | None
-                  ) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
-    """Analyse each capture in turn: (reports, (path, error) of unreadable files, interrupted).
+def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | None,
+                  jobs: int | None = 1) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
+    """Analyse each capture: (reports, (path, error) of unreadable files, interrupted).
 
-    Errors and warnings go to stderr as they come; Ctrl-C keeps what the current file gave.
+    Several files are read by up to `jobs` processes at once (None: one per core). Errors and
+    warnings go to stderr as each file is done; Ctrl-C keeps what the finished files gave
+    (and, read one at a time, what the current file gave so far).
     """
-    from .analysis import Analysis
+    import os
 
+    from .analysis import open_analysis
+
+    workers = min(jobs or os.cpu_count() or 1, len(files))
+    if workers > 1 and "-" not in files:
+        return _analyze_in_parallel(env, files, max_flows, workers)
     reports: list[FileReport] = []
     errors: list[tuple[str, str]] = []
     for path in files:
-        analysis = Analysis(path, max_flows)
+        analysis = open_analysis(path, max_flows)
         try:
             with _progress(env, path) as progress:
                 report = analysis.run(progress)
@@ -104,12 +124,52 @@ def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | Non
     return reports, errors, False
 
 
+def _analyze_in_parallel(env: Environment, files: tuple[str, ...], max_flows: int | None,
+                         workers: int) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .analysis import analyze_path
+
+    reports: list[FileReport] = []
+    errors: list[tuple[str, str]] = []
+    # fork: the workers start with the modules already imported; they leave Ctrl-C to us
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_ignore_interrupts)
+    try:
+        futures = [pool.submit(analyze_path, path, max_flows) for path in files]
+        for path, future in zip(files, futures, strict=True):
+            report, message = future.result()
+            if report is None:
+                env.error(f"{path}: {message}")
+                errors.append((path, str(message)))
+                continue
+            for warning in report.warnings:
+                env.warn(f"{path}: {warning}")
+            reports.append(report)
+    except KeyboardInterrupt:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        env.warn(f"interrupted; reporting the {len(reports)} files read to the end")
+        return reports, errors, True
+    pool.shutdown()
+    return reports, errors, False
+
+
+def _ignore_interrupts() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool = False,
              verbose: int = 0, color: bool | None = None,
-             max_flows: int | None = None) -> ExitStatus:
+             max_flows: int | None = None, jobs: int | None = 1) -> ExitStatus:
     from .render import write_csv, write_json, write_jsonl, write_table
 
-    reports, errors, interrupted = analyze_files(env, files, max_flows)
+    reports, errors, interrupted = analyze_files(env, files, max_flows, jobs)
     status = ExitStatus.INTERRUPTED if interrupted else \
         ExitStatus.ERROR if errors else ExitStatus.OK
     writers = {"json": write_json, "jsonl": write_jsonl, "csv": write_csv}
@@ -197,11 +257,11 @@ def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | No
                 quiet_help="Table: print the PASS/FAIL line only.",
                 verbose_help="Table: list every RST and its outcome, not only those that "
                 "fail the check.")
-@click.option("--max-flows", type=click.IntRange(min=1000), default=None,
-              help="Flows held in memory at once (default 200000).")
+@reading_options
 def check(files: tuple[str, ...], fail_on: Any, max_findings: int, ignore_flows: Any,
           ignore_ports: tuple[int, ...], baseline: Any, write_baseline: str | None, fmt: str,
-          quiet: bool, verbose: int, color: bool | None, max_flows: int | None) -> None:
+          quiet: bool, verbose: int, color: bool | None, max_flows: int | None,
+          jobs: int | None) -> None:
     """Fail (exit status 1) when captures FILES ('-' for standard input) show TCP RSTs that
     should not happen: the CI gate for traffic captured in integration and load tests.
 
@@ -215,19 +275,20 @@ def check(files: tuple[str, ...], fail_on: Any, max_findings: int, ignore_flows:
                     ignore_ports=frozenset(ignore_ports), baseline=baseline)
     env = Environment.from_system()
     status = run_check(env, files, policy, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
-                       max_flows=max_flows, write_baseline=write_baseline)
+                       max_flows=max_flows, jobs=jobs, write_baseline=write_baseline)
     raise SystemExit(int(status))
 
 
 def run_check(env: Environment, files: tuple[str, ...], policy: Any, *, fmt: str,
               quiet: bool = False, verbose: int = 0, color: bool | None = None,
-              max_flows: int | None = None, write_baseline: str | None = None) -> ExitStatus:
+              max_flows: int | None = None, jobs: int | None = 1,
+              write_baseline: str | None = None) -> ExitStatus:
     from dataclasses import replace
 
     from .ci_formats import WRITERS, write_table
     from .gate import InputError, evaluate
 
-    reports, failed, interrupted = analyze_files(env, files, max_flows)
+    reports, failed, interrupted = analyze_files(env, files, max_flows, jobs)
     errors = [InputError(path, message) for path, message in failed]
     result = evaluate(reports, policy, errors)
     if write_baseline is not None:

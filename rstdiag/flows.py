@@ -198,7 +198,10 @@ def _roles(pkt: Packet) -> tuple[bool, str]:
 class FlowTracker:
     """Feeds packets into flows and yields RstCases once they can be judged."""
 
-    def __init__(self, max_flows: int = MAX_FLOWS) -> None:
+    def __init__(self, max_flows: int = MAX_FLOWS, sweep_every: int | None = SWEEP_EVERY) -> None:
+        """`sweep_every=None`: the caller sweeps (rstdiag.twopass replays the full stream's
+        sweeps while feeding only part of it)."""
+        self.sweep_every = sweep_every
         self.flows: dict[tuple[bytes, int, bytes, int], Flow] = {}
         self.host_ttls: dict[bytes, set[int]] = {}
         self.stats = TrackerStats()
@@ -220,7 +223,7 @@ class FlowTracker:
         if flow is None:
             flow = self._new_flow(key, pkt, ready)
         self._track(flow, pkt, ready)
-        if self._packets % SWEEP_EVERY == 0:
+        if self.sweep_every and self._packets % self.sweep_every == 0:
             ready.extend(self.sweep())
         return ready
 

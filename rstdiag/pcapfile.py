@@ -184,10 +184,9 @@ class CaptureReader:
                 f"of {PCAP_HEADER_LEN} bytes",
                 0,
             )
-        endian, scale = _PCAP_MAGICS[self._buf[:4]]
-        (network,) = struct.unpack_from(endian + "I", self._buf, 20)
-        # The upper bits of the field carry FCS information, not the link type.
-        return endian, scale, network & 0xFFFF
+        layout = pcap_layout(self._buf)
+        assert layout is not None  # the constructor checked the magic
+        return layout
 
     def _pcap_frames(self, endian: str, scale: float, linktype: int) -> Iterator[RawFrame]:
         unpack = struct.Struct(endian + "IIII").unpack_from
@@ -377,7 +376,10 @@ class CaptureReader:
 
     def _warn_truncated(self, what: str, frames: int, have: int, need: int) -> None:
         """The stream ended inside a record or block that starts at self._base."""
-        kind = f"record of frame {frames + 1}" if what == "record" else "block"
+        if what == "record":
+            self.warnings.append(truncated_record_warning(frames, self._base, have, need))
+            return
+        kind = "block"
         self.warnings.append(
             f"truncated capture: {kind} at byte offset {self._base} is cut off "
             f"(file ends after {have} of {need} bytes); kept the {_frames(frames)} before it"
@@ -394,6 +396,23 @@ class CaptureReader:
         if kind not in self._warned:
             self._warned.add(kind)
             self.warnings.append(message)
+
+
+def pcap_layout(header: bytes) -> tuple[str, float, int] | None:
+    """(struct byte order, seconds per fraction unit, link type) of a classic pcap file header;
+    None when `header` is not one."""
+    if len(header) < PCAP_HEADER_LEN or header[:4] not in _PCAP_MAGICS:
+        return None
+    endian, scale = _PCAP_MAGICS[header[:4]]
+    (network,) = struct.unpack_from(endian + "I", header, 20)
+    # The upper bits of the field carry FCS information, not the link type.
+    return endian, scale, network & 0xFFFF
+
+
+def truncated_record_warning(frames: int, offset: int, have: int, need: int) -> str:
+    """The warning for a pcap whose last record (after `frames` whole ones) is cut off."""
+    return (f"truncated capture: record of frame {frames + 1} at byte offset {offset} is cut "
+            f"off (file ends after {have} of {need} bytes); kept the {_frames(frames)} before it")
 
 
 def _packet_fields(

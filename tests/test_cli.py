@@ -76,6 +76,31 @@ def test_read_several_files_reports_each_file() -> None:
 
 
 @needs_entry_point
+def test_several_files_read_in_parallel_give_the_document_read_one_at_a_time() -> None:
+    names = ("zeek__dhe.pcap", "zeek__single-rst.pcap", "zeek__rst-inject-rae.pcap",
+             "chrissanders__synscan.pcapng")
+    files = [str(public(name)) for name in names]
+    one = run("read", "--format", "json", "-j", "1", *files)
+    parallel = run("read", "--format", "json", "--jobs", "3", *files)
+    assert parallel.returncode == one.returncode == 0
+    assert parallel.stdout == one.stdout
+    assert [f["path"] for f in json.loads(parallel.stdout)["files"]] == files
+
+
+@needs_entry_point
+def test_an_unreadable_file_among_parallel_ones_is_one_error_line_and_status_2(
+        tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("hello world\n")
+    result = run("check", "--format", "json", "-j", "2", str(public("zeek__dhe.pcap")),
+                 str(bogus))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"rstdiag: error: {bogus}: not a pcap or pcapng file")
+    assert result.stderr.count("\n") == 1
+    assert len(json.loads(result.stdout)["files"]) == 1
+
+
+@needs_entry_point
 def test_read_from_standard_input() -> None:
     data = public("zeek__dhe.pcap").read_bytes()
     result = subprocess.run([RSTDIAG, "read", "--format", "json", "-"], input=data,

@@ -1,0 +1,136 @@
+"""Walk a classic pcap file in large chunks: each chunk's bytes and its records' positions.
+
+The bulk reader of rstdiag.twopass reads a file twice. The first walk finds where every record
+starts (a length-prefixed chain, so it is a Python loop, the one per-record loop left) and
+spools those positions to an unlinked temporary file; the second walk reads the same byte
+ranges again and takes the positions back from the spool instead of walking again. Memory
+holds one chunk, however long the file.
+
+Anything the simple reader (rstdiag.pcapfile) would report as corruption raises NotBulk, so
+that the caller reads the file the simple way and its warnings stay the simple reader's.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from .pcapfile import (
+    MAX_PCAP_CAPLEN,
+    PCAP_HEADER_LEN,
+    PCAP_RECORD_HEADER_LEN,
+    truncated_record_warning,
+)
+
+CHUNK_BYTES = 8 << 20
+
+
+class NotBulk(Exception):
+    """This file needs the simple path; the message says why."""
+
+
+@dataclass(slots=True)
+class Chunk:
+    data: bytearray  # the chunk's bytes (the buffer is reused by the next chunk)
+    size: int  # bytes of `data` that belong to this chunk
+    start: int  # file offset of data[0]
+    offsets: np.ndarray  # int64 position in `data` of each record header
+    first_frame: int  # frame number of the chunk's first record (1-based)
+
+
+@dataclass(slots=True)
+class _Span:
+    start: int
+    size: int
+    records: int
+
+
+class RecordWalker:
+    """`walk()` once, then `replay()` any number of times; `warnings` after the walk."""
+
+    def __init__(self, stream: BinaryIO, endian: str, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self._stream = stream
+        self._caplen = struct.Struct(endian + "I").unpack_from
+        self._chunk_bytes = max(chunk_bytes, MAX_PCAP_CAPLEN + 2 * PCAP_RECORD_HEADER_LEN)
+        self._spans: list[_Span] = []
+        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.warnings: list[str] = []
+        self.frames = 0
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def walk(self) -> Iterator[Chunk]:
+        caplen_at = self._caplen
+        buf = bytearray(self._chunk_bytes)
+        view = memoryview(buf)
+        start = PCAP_HEADER_LEN  # file offset of buf[0]
+        self._stream.seek(start)
+        have = 0
+        while True:
+            got = self._stream.readinto(view[have:]) or 0
+            end = have + got
+            positions: list[int] = []
+            add = positions.append
+            pos, last = 0, end - PCAP_RECORD_HEADER_LEN
+            while pos <= last:
+                add(pos)
+                pos += PCAP_RECORD_HEADER_LEN + caplen_at(buf, pos + 8)[0]
+            if pos > end:  # the last record runs past the chunk: it starts the next one
+                pos = positions.pop()
+            if pos < end and (caplen := self._whole_header_caplen(buf, pos, end)) is not None \
+                    and caplen > MAX_PCAP_CAPLEN:
+                raise NotBulk(f"corrupt record header (caplen {caplen})")
+            if positions:
+                offsets = np.array(positions, dtype=np.int64)
+                self._check_caplens(buf, offsets)
+                self._spans.append(_Span(start, pos, len(offsets)))
+                self._spool.write(offsets.tobytes())
+                yield Chunk(buf, pos, start, offsets, self.frames + 1)
+                self.frames += len(offsets)
+            rest = end - pos
+            if got == 0:
+                if rest:
+                    caplen = self._whole_header_caplen(buf, pos, end)
+                    need = PCAP_RECORD_HEADER_LEN + (caplen or 0)
+                    self.warnings.append(truncated_record_warning(self.frames, start + pos,
+                                                                  rest, need))
+                return
+            buf[:rest] = buf[pos:end]
+            start += pos
+            have = rest
+
+    def replay(self) -> Iterator[Chunk]:
+        buf = bytearray(self._chunk_bytes)
+        view = memoryview(buf)
+        self._spool.seek(0)
+        frame = 1
+        for span in self._spans:
+            self._stream.seek(span.start)
+            got = 0
+            while got < span.size:
+                n = self._stream.readinto(view[got:span.size])
+                if not n:
+                    raise NotBulk("the file changed while it was read")
+                got += n
+            raw = self._spool.read(span.records * 8)
+            offsets = np.frombuffer(raw, dtype=np.int64)
+            yield Chunk(buf, span.size, span.start, offsets, frame)
+            frame += span.records
+
+    def _whole_header_caplen(self, buf: bytearray, pos: int, end: int) -> int | None:
+        if end - pos < PCAP_RECORD_HEADER_LEN:
+            return None
+        return int(self._caplen(buf, pos + 8)[0])
+
+    def _check_caplens(self, buf: bytearray, offsets: np.ndarray) -> None:
+        ends = np.append(offsets[1:], offsets[-1])  # the last record's caplen is checked below
+        caplens = ends[:-1] - offsets[:-1] - PCAP_RECORD_HEADER_LEN
+        last = int(self._caplen(buf, int(offsets[-1]) + 8)[0])
+        if (caplens.size and int(caplens.max()) > MAX_PCAP_CAPLEN) or last > MAX_PCAP_CAPLEN:
+            raise NotBulk("corrupt record header (caplen beyond the pcap maximum)")

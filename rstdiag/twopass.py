@@ -1,0 +1,276 @@
+"""Big classic pcap files in two passes: the same report as rstdiag.analysis, sooner.
+
+The simple path runs every packet through the decoder and the flow tracker. Most packets
+change nothing a verdict depends on, so this path feeds the tracker a subset in which every
+verdict comes out the same:
+
+1. The first pass finds the flows (4-tuples) that carry a RST anywhere in the file.
+2. The second pass feeds the tracker, in file order:
+   - every packet of those flows;
+   - of the other flows, what their life in the flow table depends on: each SYN and FIN, and
+     the first and last packet of the flow between two sweeps of the table (so a flow is
+     created, closed and forgotten exactly when the simple path does, and counted the same);
+   - the first packet of each (host, TTL) pair, which is all the host TTL table keeps.
+   The tracker's sweeps are replayed at the packets where the simple path's happen, with the
+   capture clock it had there.
+
+Which packets are which is decided per chunk of records with numpy (rstdiag.vecdecode); only
+the chosen ones are decoded in Python. Records the vectorised decoder does not take on are
+decoded the simple way and always fed. Whatever the subset cannot reproduce (a flow table
+that overflows and evicts, a host table that gets trimmed, a damaged file) makes the run fall
+back to the simple path from the start. tests/test_twopass.py checks both paths agree on every
+capture the tests have.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import BinaryIO, Literal
+
+import numpy as np
+
+from .analysis import Analysis, FileReport
+from .decode import Decoder
+from .flows import MAX_HOSTS, SWEEP_EVERY, FlowTracker
+from .pcapfile import PCAP_HEADER_LEN, pcap_layout
+from .pcapwalk import CHUNK_BYTES, Chunk, NotBulk, RecordWalker
+from .records import FIN, RST, SYN, Packet, RawFrame
+from .vecdecode import Rows, bulk_linktype, canonical_keys, decode_chunk, packet_key
+
+MAX_SEEN_PAIRS = 8 * MAX_HOSTS  # (host, TTL) pairs remembered before falling back
+
+_HASH_MULTIPLIERS = tuple(np.uint64(m) for m in (
+    0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+    0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB))
+
+Key = tuple[int, int, int, int, int, int, int]
+
+
+class TwoPassAnalysis(Analysis):
+    """`Analysis` of a classic pcap file by the two-pass path (see the module docstring)."""
+
+    def __init__(self, path: str, max_flows: int | None = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
+        super().__init__(path, max_flows)
+        self._chunk_bytes = chunk_bytes
+        self.tracker = FlowTracker(self.tracker.max_flows, sweep_every=None)
+        self._feed_decoder = Decoder()  # its counts are not the file's: it sees a subset
+        self._rst_keys: set[Key] = set()
+        self._rst_hashes = np.zeros(0, dtype=np.uint64)
+        self._seen_v4: set[int] = set()
+        self._seen_v6: set[tuple[int, int, int]] = set()
+        self._sweeps: deque[tuple[int, float]] = deque()  # (after TCP packet n, clock)
+        self._tcp_seen = 0
+        self._clock = float("-inf")
+        self.fell_back: str | None = None  # why the simple path ran instead, if it did
+        self.fed = 0  # packets fed to the tracker
+
+    def run(self, progress: Callable[[int], None] | None = None) -> FileReport:
+        try:
+            with open(self.path, "rb") as stream:
+                return self._run(stream, progress)
+        except NotBulk as exc:
+            reason = str(exc)
+        Analysis.__init__(self, self.path, self.max_flows)  # start again, simply
+        self.fell_back = reason
+        return Analysis.run(self, progress)
+
+    def _run(self, stream: BinaryIO, progress: Callable[[int], None] | None) -> FileReport:
+        layout = pcap_layout(stream.read(PCAP_HEADER_LEN))
+        if layout is None or not bulk_linktype(layout[2]):
+            raise NotBulk("not a classic pcap of a link type the bulk decoder reads")
+        endian, scale, linktype = layout
+        self.report.format = "pcap"
+        size = os.fstat(stream.fileno()).st_size or 1
+        walker = RecordWalker(stream, endian, self._chunk_bytes)
+        try:
+            for chunk in walker.walk():
+                self._find_rst_flows(chunk, self._rows(chunk, endian, scale, linktype))
+                if progress is not None:
+                    progress((chunk.start + chunk.size) // 2)
+            self.report.warnings.extend(walker.warnings)
+            self._rst_hashes = np.unique(np.array(
+                [_key_hash_of(key) for key in self._rst_keys], dtype=np.uint64))
+            for chunk in walker.replay():
+                self._feed_chunk(chunk, self._rows(chunk, endian, scale, linktype))
+                if progress is not None:
+                    progress(size // 2 + (chunk.start + chunk.size) // 2)
+        finally:
+            walker.close()
+        self._sweep_until(self._tcp_seen + 1)
+        return self.finish()
+
+    def _rows(self, chunk: Chunk, endian: str, scale: float, linktype: int) -> Rows:
+        self._byteorder: Literal["little", "big"] = "little" if endian == "<" else "big"
+        self._linktype = linktype
+        return decode_chunk(chunk.data, chunk.size, chunk.offsets,
+                            little_endian=endian == "<", scale=scale, linktype=linktype)
+
+    def _raw(self, chunk: Chunk, i: int, rows: Rows) -> RawFrame:
+        """Record i of a chunk, as the simple reader gives it."""
+        at = int(chunk.offsets[i])
+        data = chunk.data
+        caplen = int.from_bytes(data[at + 8 : at + 12], self._byteorder)
+        wirelen = int.from_bytes(data[at + 12 : at + 16], self._byteorder)
+        return RawFrame(chunk.first_frame + i, float(rows.ts[i]), self._linktype,
+                        bytes(data[at + 16 : at + 16 + caplen]), wirelen)
+
+    # -- pass 1 ----------------------------------------------------------------------------
+
+    def _find_rst_flows(self, chunk: Chunk, rows: Rows) -> None:
+        report = self.report
+        if len(rows.ts):
+            low, high = float(rows.ts.min()), float(rows.ts.max())
+            report.first_ts = low if report.first_ts is None else min(report.first_ts, low)
+            report.last_ts = high if report.last_ts is None else max(report.last_ts, high)
+        rst = rows.rst()
+        if rst.any():
+            keys = canonical_keys(rows)
+            for key in zip(*(column[rst].tolist() for column in keys), strict=True):
+                self._rst_keys.add(key)
+        probe = Decoder()
+        for i in np.flatnonzero(~rows.plain).tolist():
+            pkt = probe.decode(self._raw(chunk, i, rows))
+            if pkt is not None and pkt.flags & RST:
+                self._rst_keys.add(_key_of(pkt))
+
+    # -- pass 2 ----------------------------------------------------------------------------
+
+    def _feed_chunk(self, chunk: Chunk, rows: Rows) -> None:
+        n = len(rows.ts)
+        complex_pkts: dict[int, Packet] = {}
+        is_tcp = rows.plain.copy()
+        for i in np.flatnonzero(~rows.plain).tolist():
+            pkt = self.decoder.decode(self._raw(chunk, i, rows))  # counted: the file's stats
+            if pkt is not None:
+                complex_pkts[i] = pkt
+                is_tcp[i] = True
+        plain_count = int(np.count_nonzero(rows.plain))
+        self.decoder.stats.frames += plain_count
+        self.decoder.stats.tcp += plain_count
+
+        tcp_number = self._tcp_seen + np.cumsum(is_tcp)  # the tracker's packet count at each row
+        self._note_sweeps(rows.ts[is_tcp], tcp_number[is_tcp])
+        chosen = self._chosen_plain_rows(rows, tcp_number)
+        chosen[list(complex_pkts)] = True
+
+        max_flows = self.tracker.max_flows
+        for i in np.flatnonzero(chosen).tolist():
+            pkt = complex_pkts.get(i) or self._feed_decoder.decode(self._raw(chunk, i, rows))
+            assert pkt is not None  # plain rows decode
+            self._sweep_until(int(tcp_number[i]))
+            self.fed += 1
+            for case in self.tracker.feed(pkt):
+                self._judge(case)
+            if len(self.tracker.flows) > max_flows:
+                raise NotBulk("the flow table fills up: the simple path evicts flows")
+        self._tcp_seen += int(np.count_nonzero(is_tcp)) if n else 0
+
+    def _note_sweeps(self, tcp_ts: np.ndarray, tcp_number: np.ndarray) -> None:
+        """Queue the sweeps the simple path runs after these packets, with its clock then."""
+        if not len(tcp_ts):
+            return
+        clock = np.maximum.accumulate(np.maximum(tcp_ts, self._clock))
+        self._clock = float(clock[-1])
+        for at in np.flatnonzero(tcp_number % SWEEP_EVERY == 0).tolist():
+            self._sweeps.append((int(tcp_number[at]), float(clock[at])))
+
+    def _sweep_until(self, tcp_number: int) -> None:
+        """Run the queued sweeps that the simple path ran before TCP packet `tcp_number`."""
+        while self._sweeps and self._sweeps[0][0] < tcp_number:
+            _, clock = self._sweeps.popleft()
+            if len(self.tracker.host_ttls) > MAX_HOSTS:
+                raise NotBulk("the host table fills up: the simple path trims it")
+            for case in self.tracker.sweep_at(clock):
+                self._judge(case)
+
+    def _chosen_plain_rows(self, rows: Rows, tcp_number: np.ndarray) -> np.ndarray:
+        plain = rows.plain
+        chosen = plain & ((rows.flags & (SYN | FIN)) != 0)
+        index = np.flatnonzero(plain)
+        if not len(index):
+            return chosen
+        keys = [column[index] for column in canonical_keys(rows)]
+        interval = (tcp_number[index] - 1) // SWEEP_EVERY
+        first, last, group_of = _first_and_last(keys + [interval])
+        chosen[index[first]] = True
+        chosen[index[last]] = True
+        chosen[index[self._rst_flow_rows(keys, group_of, first)]] = True
+        chosen[index[self._first_ttl_rows(rows, index)]] = True
+        return chosen
+
+    def _rst_flow_rows(self, keys: list[np.ndarray], group_of: np.ndarray,
+                       first: np.ndarray) -> np.ndarray:
+        """Positions (within `keys`) of the rows whose flow carries a RST somewhere."""
+        maybe = np.isin(_key_hash(keys), self._rst_hashes)
+        if not maybe.any():
+            return np.zeros(0, dtype=np.int64)
+        groups = np.unique(group_of[maybe])
+        starts = first[groups]
+        exact = [key in self._rst_keys
+                 for key in zip(*(column[starts].tolist() for column in keys), strict=True)]
+        hit = np.zeros(len(first), dtype=bool)
+        hit[groups[np.array(exact, dtype=bool)]] = True
+        return np.flatnonzero(hit[group_of])
+
+    def _first_ttl_rows(self, rows: Rows, index: np.ndarray) -> np.ndarray:
+        """Positions (within the plain rows) of the first non-RST packet of each new
+        (source host, TTL) pair."""
+        out: list[np.ndarray] = []
+        not_rst = (rows.flags[index] & RST) == 0
+        v4 = not_rst & (rows.version[index] == 4)
+        if v4.any():
+            codes = (rows.src_lo[index[v4]] << np.uint64(8)) | rows.ttl[index[v4]]
+            unique, first = np.unique(codes, return_index=True)
+            new = np.array([code not in self._seen_v4 for code in unique.tolist()], dtype=bool)
+            self._seen_v4.update(unique[new].tolist())
+            out.append(np.flatnonzero(v4)[first[new]])
+        v6 = not_rst & (rows.version[index] == 6)
+        if v6.any():
+            at = index[v6]
+            pairs = np.empty(len(at), dtype=[("hi", "u8"), ("lo", "u8"), ("ttl", "u1")])
+            pairs["hi"], pairs["lo"], pairs["ttl"] = rows.src_hi[at], rows.src_lo[at], rows.ttl[at]
+            unique, first = np.unique(pairs, return_index=True)
+            new = np.array([pair not in self._seen_v6 for pair in unique.tolist()], dtype=bool)
+            self._seen_v6.update(unique[new].tolist())
+            out.append(np.flatnonzero(v6)[first[new]])
+        if len(self._seen_v4) + len(self._seen_v6) > MAX_SEEN_PAIRS:
+            raise NotBulk("too many hosts to follow their TTLs")
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _first_and_last(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rows grouped by equal values in all columns: each group's first and last row, and
+    each row's group number."""
+    order = np.lexsort(columns[::-1])  # stable: rows of a group stay in file order
+    sorted_cols = [column[order] for column in columns]
+    change = np.zeros(len(order), dtype=bool)
+    change[0] = True
+    for column in sorted_cols:
+        change[1:] |= column[1:] != column[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], len(order)) - 1
+    group_sorted = np.cumsum(change) - 1
+    group_of = np.empty(len(order), dtype=np.int64)
+    group_of[order] = group_sorted
+    return order[starts], order[ends], group_of
+
+
+def _key_hash(keys: list[np.ndarray]) -> np.ndarray:
+    """A 64-bit mix of the flow key columns: a prefilter, exact membership is checked after."""
+    out = np.zeros(len(keys[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column, multiplier in zip(keys, _HASH_MULTIPLIERS, strict=True):
+            out ^= column.astype(np.uint64) * multiplier
+            out = (out << np.uint64(17)) | (out >> np.uint64(47))
+    return out
+
+
+def _key_hash_of(key: Key) -> int:
+    return int(_key_hash([np.array([part], dtype=np.uint64) for part in key])[0])
+
+
+def _key_of(pkt: Packet) -> Key:
+    return packet_key(pkt.version, pkt.src, pkt.sport, pkt.dst, pkt.dport)

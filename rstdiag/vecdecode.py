@@ -1,0 +1,174 @@
+"""Decode a chunk of pcap records at once with numpy: the fields that pick packets out.
+
+Only the plain case is decoded here: Ethernet (or Linux cooked, or raw IP) carrying IPv4 or
+IPv6 straight to a whole TCP header. Every other record (VLAN tags, fragments, IPv6 extension
+headers, non-IP, anything short or odd) is marked `plain=False` and left to rstdiag.decode,
+which alone decides what it is. For plain records the values match what rstdiag.decode would
+give (tests/test_vecdecode.py checks that record by record).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decode import (
+    _RAW_ALIASES,
+    ETH_IPV4,
+    ETH_IPV6,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+)
+from .records import RST
+
+# link type -> (offset of the EtherType or -1 for none, offset of the IP header)
+_LINK_LAYOUT = {
+    LINKTYPE_ETHERNET: (12, 14),
+    LINKTYPE_LINUX_SLL: (14, 16),
+    LINKTYPE_LINUX_SLL2: (0, 20),
+    LINKTYPE_IPV4: (-1, 0),
+    LINKTYPE_IPV6: (-1, 0),
+    **{raw: (-1, 0) for raw in _RAW_ALIASES},
+}
+
+
+def bulk_linktype(linktype: int) -> bool:
+    """Whether records of this link type can be plain (others all go to rstdiag.decode)."""
+    return linktype in _LINK_LAYOUT
+
+
+@dataclass(slots=True)
+class Rows:
+    """One chunk's records, decoded. Arrays have one entry per record; the fields after `ts`
+    mean something only where `plain` is set."""
+
+    plain: np.ndarray  # bool: a TCP segment decoded here
+    ts: np.ndarray  # float64 seconds, as rstdiag.pcapfile computes them
+    flags: np.ndarray  # uint8 TCP flags
+    ttl: np.ndarray  # uint8
+    version: np.ndarray  # uint8: 4 or 6
+    src_hi: np.ndarray  # uint64: upper 64 bits of an IPv6 address, 0 for IPv4
+    src_lo: np.ndarray  # uint64: lower 64 bits, or the IPv4 address
+    sport: np.ndarray  # uint16
+    dst_hi: np.ndarray
+    dst_lo: np.ndarray
+    dport: np.ndarray
+
+    def rst(self) -> np.ndarray:
+        return self.plain & ((self.flags & RST) != 0)
+
+
+class _Gather:
+    """Big-endian fields at per-record offsets into one chunk's bytes."""
+
+    def __init__(self, data: bytearray, size: int, starts: np.ndarray) -> None:
+        self.bytes = np.frombuffer(data, dtype=np.uint8, count=size)
+        self.starts = starts
+
+    def u8(self, at: np.ndarray | int) -> np.ndarray:
+        # mode="clip": a short record's fields may point past the chunk; they are masked out
+        return self.bytes.take(self.starts + at, mode="clip")
+
+    def uint(self, at: np.ndarray | int, width: int) -> np.ndarray:
+        dtype = np.uint64 if width > 4 else np.uint32
+        out = np.zeros(len(self.starts), dtype=dtype)
+        for i in range(width):
+            out = (out << dtype(8)) | self.u8(at + i).astype(dtype)
+        return out
+
+
+def decode_chunk(data: bytearray, size: int, offsets: np.ndarray, *, little_endian: bool,
+                 scale: float, linktype: int) -> Rows:
+    head = _Gather(data, size, offsets)
+    order = (3, 2, 1, 0) if little_endian else (0, 1, 2, 3)
+    sec = _header_u32(head, 0, order)
+    frac = _header_u32(head, 4, order)
+    caplen = _header_u32(head, 8, order).astype(np.int64)
+    ts = sec.astype(np.float64) + frac.astype(np.float64) * scale
+
+    g = _Gather(data, size, offsets + 16)
+    type_at, l3 = _LINK_LAYOUT.get(linktype, (-1, -1))
+    n = len(offsets)
+    if l3 < 0:
+        return _empty(n, ts)
+    plain = caplen >= l3 + 20
+    if type_at >= 0:
+        ethertype = g.uint(type_at, 2)
+        plain &= (ethertype == ETH_IPV4) | (ethertype == ETH_IPV6)
+    first = g.u8(l3)
+    version = first >> 4
+    v4 = version == 4
+    v6 = version == 6
+
+    ihl = (first & 0x0F).astype(np.int64) * 4
+    total = g.uint(l3 + 2, 2).astype(np.int64)
+    frag = g.uint(l3 + 6, 2)
+    ok4 = (v4 & (ihl >= 20) & (g.u8(l3 + 9) == 6) & ((frag & 0x3FFF) == 0) & (total != 0)
+           & (total >= ihl))
+    payload6 = g.uint(l3 + 4, 2).astype(np.int64)
+    ok6 = v6 & (caplen >= l3 + 40) & (g.u8(l3 + 6) == 6) & (payload6 != 0)
+    plain &= ok4 | ok6
+
+    tcp_at = np.where(v4, l3 + ihl, l3 + 40)
+    seg_len = np.where(v4, total - ihl, payload6)
+    hdr = (g.u8(tcp_at + 12) >> 4).astype(np.int64) * 4
+    plain &= (caplen >= tcp_at + 20) & (hdr >= 20) & (hdr <= seg_len)
+
+    ttl = np.where(v4, g.u8(l3 + 8), g.u8(l3 + 7))
+    src_hi = np.where(v6, g.uint(l3 + 8, 8), np.uint64(0))
+    src_lo = np.where(v6, g.uint(l3 + 16, 8), g.uint(l3 + 12, 4).astype(np.uint64))
+    dst_hi = np.where(v6, g.uint(l3 + 24, 8), np.uint64(0))
+    dst_lo = np.where(v6, g.uint(l3 + 32, 8), g.uint(l3 + 16, 4).astype(np.uint64))
+    return Rows(plain=plain, ts=ts, flags=g.u8(tcp_at + 13), ttl=ttl,
+                version=version.astype(np.uint8), src_hi=src_hi, src_lo=src_lo,
+                sport=g.uint(tcp_at, 2).astype(np.uint16), dst_hi=dst_hi, dst_lo=dst_lo,
+                dport=g.uint(tcp_at + 2, 2).astype(np.uint16))
+
+
+def _header_u32(head: _Gather, at: int, order: tuple[int, int, int, int]) -> np.ndarray:
+    out = np.zeros(len(head.starts), dtype=np.uint32)
+    for i in order:
+        out = (out << np.uint32(8)) | head.u8(at + i).astype(np.uint32)
+    return out
+
+
+def _empty(n: int, ts: np.ndarray) -> Rows:
+    zeros8, zeros64 = np.zeros(n, np.uint8), np.zeros(n, np.uint64)
+    zeros16 = np.zeros(n, np.uint16)
+    return Rows(np.zeros(n, bool), ts, zeros8, zeros8, zeros8, zeros64, zeros64, zeros16,
+                zeros64, zeros64, zeros16)
+
+
+def canonical_keys(rows: Rows) -> tuple[np.ndarray, ...]:
+    """The flow key of every record, the same for both directions: (version, a_hi, a_lo,
+    a_port, b_hi, b_lo, b_port) with endpoint a the smaller."""
+    src_first = (rows.src_hi < rows.dst_hi) | (
+        (rows.src_hi == rows.dst_hi) & ((rows.src_lo < rows.dst_lo) | (
+            (rows.src_lo == rows.dst_lo) & (rows.sport <= rows.dport))))
+    a_hi = np.where(src_first, rows.src_hi, rows.dst_hi)
+    a_lo = np.where(src_first, rows.src_lo, rows.dst_lo)
+    a_port = np.where(src_first, rows.sport, rows.dport)
+    b_hi = np.where(src_first, rows.dst_hi, rows.src_hi)
+    b_lo = np.where(src_first, rows.dst_lo, rows.src_lo)
+    b_port = np.where(src_first, rows.dport, rows.sport)
+    return rows.version, a_hi, a_lo, a_port, b_hi, b_lo, b_port
+
+
+def packet_key(version: int, src: bytes, sport: int, dst: bytes, dport: int
+               ) -> tuple[int, int, int, int, int, int, int]:
+    """canonical_keys for one packet decoded by rstdiag.decode."""
+    a = (*_split(src), sport)
+    b = (*_split(dst), dport)
+    if b < a:
+        a, b = b, a
+    return (version, *a, *b)
+
+
+def _split(addr: bytes) -> tuple[int, int]:
+    if len(addr) == 16:
+        return int.from_bytes(addr[:8], "big"), int.from_bytes(addr[8:], "big")
+    return 0, int.from_bytes(addr, "big")

@@ -1,0 +1,191 @@
+"""The two-pass path gives the same report as the simple path, verdict for verdict.
+
+Every classic pcap the tests have is read both ways: the project's kernel-scenario captures,
+the public corpus (its pcapng files converted with editcap), and generated captures big enough
+for the table sweeps, with idle flows, reused 4-tuples and a snaplen cut. Small chunks make
+records straddle chunk boundaries.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from corpus import PROJECT_PCAPS, PUBLIC
+
+import rstdiag.analysis as analysis_module
+from rstdiag.analysis import Analysis, FileReport, open_analysis
+from rstdiag.twopass import TwoPassAnalysis
+
+GENERATOR = Path(__file__).resolve().parents[2] / "shared" / "tools" / "gen_bigpcap.py"
+SMALL_CHUNK = 300_000  # bytes: the walker's smallest chunk, so many per capture
+
+
+def same_report(path: Path, **kwargs: int) -> tuple[FileReport, FileReport, TwoPassAnalysis]:
+    fast = TwoPassAnalysis(str(path), chunk_bytes=SMALL_CHUNK, **kwargs)
+    return fast.run(), Analysis(str(path), **kwargs).run(), fast
+
+
+def assert_same(path: Path, **kwargs: int) -> FileReport:
+    fast, simple, analysis = same_report(path, **kwargs)
+    assert analysis.fell_back is None
+    assert fast.to_dict() == simple.to_dict()
+    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+    return fast
+
+
+def classic_pcaps(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.pcap") if p.read_bytes()[:4] in
+                  (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                   b"\xa1\xb2\x3c\x4d"))
+
+
+@pytest.mark.parametrize("path", classic_pcaps(PROJECT_PCAPS), ids=lambda p: p.name)
+def test_kernel_scenario_captures_read_the_same(path: Path) -> None:
+    assert_same(path)
+
+
+@pytest.mark.parametrize("name", [p.name for p in classic_pcaps(PUBLIC)] if PUBLIC.exists()
+                         else ["(public corpus absent)"])
+def test_public_pcaps_read_the_same(name: str) -> None:
+    path = PUBLIC / name
+    if not path.exists():
+        pytest.skip(f"public corpus not found at {PUBLIC}")
+    fast, simple, analysis = same_report(path)
+    if analysis.fell_back is not None:  # a link type the bulk decoder leaves alone
+        assert "link type" in analysis.fell_back
+    assert fast.to_dict() == simple.to_dict()
+    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PUBLIC.glob("*.pcapng"))
+                         if PUBLIC.exists() else ["(public corpus absent)"])
+def test_public_pcapng_converted_to_pcap_read_the_same(name: str, tmp_path: Path) -> None:
+    source = PUBLIC / name
+    if not source.exists() or shutil.which("editcap") is None:
+        pytest.skip("needs the public corpus and editcap")
+    converted = tmp_path / "converted.pcap"
+    done = subprocess.run(["editcap", "-F", "pcap", str(source), str(converted)],
+                          capture_output=True)
+    if done.returncode != 0:  # several link types in one file: pcap cannot hold them
+        pytest.skip(f"editcap cannot write it as pcap: {done.stderr.decode().strip()}")
+    fast, simple, _ = same_report(converted)
+    assert fast.to_dict() == simple.to_dict()
+    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    if not GENERATOR.exists():
+        pytest.skip(f"generator not found at {GENERATOR}")
+    folder = tmp_path_factory.mktemp("generated")
+
+    def make(name: str, *args: str) -> Path:
+        path = folder / name
+        subprocess.run([sys.executable, str(GENERATOR), "-o", str(path), *args], check=True,
+                       capture_output=True)
+        return path
+
+    return make
+
+
+def test_generated_capture_over_several_sweeps_reads_the_same(generated) -> None:  # type: ignore[no-untyped-def]
+    path = generated("sweeps.pcap", "-n", "150000", "--flows", "4000")
+    report = assert_same(path)
+    assert report.tcp_packets == 150000 and len(report.verdicts) > 1000
+
+
+def test_two_pass_path_feeds_the_tracker_a_fraction_of_the_packets(generated) -> None:  # type: ignore[no-untyped-def]
+    analysis = TwoPassAnalysis(str(generated("fraction.pcap", "-n", "40000", "--seed", "9")))
+    report = analysis.run()
+    assert analysis.fell_back is None
+    assert analysis.fed < report.tcp_packets * 0.75
+
+
+def test_slow_capture_with_idle_and_reused_flows_reads_the_same(generated) -> None:  # type: ignore[no-untyped-def]
+    # 150 packets/s: flows idle past the closed-flow timeout between sweeps and are forgotten
+    assert_same(generated("slow.pcap", "-n", "140000", "--flows", "3000", "--pps", "150",
+                          "--seed", "7"))
+
+
+def test_snaplen_cut_capture_reads_the_same(generated) -> None:  # type: ignore[no-untyped-def]
+    assert_same(generated("cut.pcap", "-n", "70000", "--snaplen", "96", "--seed", "3"))
+
+
+def test_small_flow_table_falls_back_to_the_simple_path(generated) -> None:  # type: ignore[no-untyped-def]
+    path = generated("crowded.pcap", "-n", "70000", "--flows", "3000", "--seed", "5")
+    fast, simple, analysis = same_report(path, max_flows=1000)
+    assert analysis.fell_back is not None and "flow table" in analysis.fell_back
+    assert simple.evicted_flows > 0
+    assert fast.to_dict() == simple.to_dict()
+
+
+def test_big_classic_pcap_files_take_the_two_pass_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(analysis_module, "BULK_MIN_BYTES", 100)
+    assert isinstance(open_analysis(str(PROJECT_PCAPS / "sample.pcapng")), Analysis)
+    assert not isinstance(open_analysis(str(PROJECT_PCAPS / "sample.pcapng")), TwoPassAnalysis)
+    assert isinstance(open_analysis(str(PROJECT_PCAPS / "half-open.pcap")), TwoPassAnalysis)
+    monkeypatch.setattr(analysis_module, "BULK_MIN_BYTES", 1 << 40)
+    assert not isinstance(open_analysis(str(PROJECT_PCAPS / "half-open.pcap")), TwoPassAnalysis)
+
+
+def test_truncated_capture_warns_as_the_simple_path_does(tmp_path: Path) -> None:
+    whole = (PROJECT_PCAPS / "half-open.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[:-7])
+    report = assert_same(cut)
+    assert report.warnings and report.warnings[0].startswith("truncated capture")
+
+
+def _frame(src: str, dst: str, sport: int, dport: int, flags: int, seq: int = 0,
+           ack: int = 0, payload: int = 0) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4,
+                      flags, 512, 0, 0) + bytes(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp
+
+
+def _write_pcap(path: Path, frames: list[tuple[float, bytes]]) -> None:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for ts, data in frames:
+        sec = int(ts)
+        out.append(struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(data), len(data)))
+        out.append(data)
+    path.write_bytes(b"".join(out))
+
+
+def test_flows_forgotten_at_a_sweep_are_forgotten_the_same_way(tmp_path: Path) -> None:
+    a, c, server, filler = "10.0.0.1", "10.0.0.3", "10.0.0.2", "10.0.0.9"
+    syn, ack, fin, rst, psh = 0x02, 0x10, 0x01, 0x04, 0x08
+    frames = [  # flow A opens and closes
+        (0.001, _frame(a, server, 40000, 80, syn, 100)),
+        (0.002, _frame(server, a, 80, 40000, syn | ack, 900, 101)),
+        (0.003, _frame(a, server, 40000, 80, ack, 101, 901)),
+        (0.004, _frame(a, server, 40000, 80, fin | ack, 101, 901)),
+        (0.005, _frame(server, a, 80, 40000, fin | ack, 901, 102)),
+        (0.006, _frame(a, server, 40000, 80, ack, 102, 902)),
+        # flow C opens, sends, and is reset: its case waits for what follows
+        (0.010, _frame(c, server, 40001, 80, syn, 500)),
+        (0.011, _frame(server, c, 80, 40001, syn | ack, 7000, 501)),
+        (0.012, _frame(c, server, 40001, 80, psh | ack, 501, 7001, payload=10)),
+        (10.0, _frame(server, c, 80, 40001, rst | ack, 7001, 511)),
+    ]
+    # 65536 packets of another flow: the simple path sweeps the flow table after the last
+    frames += [(11.0 + i * 0.00075, _frame(filler, server, 50000, 443, ack, 1, 1))
+               for i in range(65536 - 8)]
+    frames += [  # after the sweep: C and A again, on 4-tuples the table has forgotten
+        (61.0, _frame(c, server, 40001, 80, psh | ack, 511, 7001, payload=10)),
+        (61.001, _frame(server, c, 80, 40001, rst, 7001)),
+        (62.0, _frame(a, server, 40000, 80, psh | ack, 102, 902, payload=5)),
+        (62.001, _frame(server, a, 80, 40000, rst, 902)),
+    ]
+    path = tmp_path / "sweep.pcap"
+    _write_pcap(path, frames)
+    report = assert_same(path)
+    assert report.flows == 5  # A, C, the filler, and A and C again after being forgotten
