@@ -114,6 +114,19 @@ def main() -> None:
     print(f"\nrstdiag: {len(doc['rsts'])} RSTs reported (generator: {summary['rst_packets']})")
     print(f"rstdiag labels: {doc['summary']}")
     print(f"generator flows by kind: {summary['kinds']}")
+    flows = flows_by_label(doc["rsts"])
+    print(f"flows with a closed-port RST: {flows.get('closed-port', 0)} "
+          f"(generator syn_rst flows: {summary['kinds'].get('syn_rst', 0)})")
+    print(f"flows with an injected RST: {flows.get('injected', 0)} "
+          f"(generator injected flows: {summary['kinds'].get('injected', 0)})")
+
+
+def flows_by_label(rsts: list[dict[str, object]]) -> dict[str, int]:
+    """How many distinct flows (client-server pairs) have at least one RST of each label."""
+    seen: dict[str, set[tuple[object, object]]] = {}
+    for rst in rsts:
+        seen.setdefault(str(rst["label"]), set()).add((rst["client"], rst["server"]))
+    return {label: len(pairs) for label, pairs in seen.items()}
 
 
 if __name__ == "__main__":

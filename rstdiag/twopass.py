@@ -37,7 +37,14 @@ from .flows import MAX_HOSTS, SWEEP_EVERY, FlowTracker
 from .pcapfile import PCAP_HEADER_LEN, pcap_layout
 from .pcapwalk import CHUNK_BYTES, Chunk, NotBulk, RecordWalker
 from .records import FIN, RST, SYN, Packet, RawFrame
-from .vecdecode import Rows, bulk_linktype, canonical_keys, decode_chunk, packet_key
+from .vecdecode import (
+    Rows,
+    bulk_linktype,
+    canonical_keys,
+    decode_chunk,
+    packet_key,
+    plain_packets,
+)
 
 MAX_SEEN_PAIRS = 8 * MAX_HOSTS  # (host, TTL) pairs remembered before falling back
 
@@ -157,8 +164,14 @@ class TwoPassAnalysis(Analysis):
         chosen[list(complex_pkts)] = True
 
         max_flows = self.tracker.max_flows
-        for i in np.flatnonzero(chosen).tolist():
-            pkt = complex_pkts.get(i) or self._feed_decoder.decode(self._raw(chunk, i, rows))
+        rows_fed = np.flatnonzero(chosen)
+        plain_fed = rows_fed[rows.plain[rows_fed]]
+        made = dict(zip(plain_fed.tolist(),
+                        plain_packets(chunk.data, chunk.size, chunk.offsets, rows, plain_fed,
+                                      chunk.first_frame), strict=True))
+        for i in rows_fed.tolist():
+            pkt = complex_pkts.get(i) or made.get(i) or \
+                self._feed_decoder.decode(self._raw(chunk, i, rows))
             assert pkt is not None  # plain rows decode
             self._sweep_until(int(tcp_number[i]))
             self.fed += 1

@@ -23,7 +23,7 @@ from .decode import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
 )
-from .records import RST
+from .records import RST, Packet
 
 # link type -> (offset of the EtherType or -1 for none, offset of the IP header)
 _LINK_LAYOUT = {
@@ -57,6 +57,11 @@ class Rows:
     dst_hi: np.ndarray
     dst_lo: np.ndarray
     dport: np.ndarray
+    tcp_at: np.ndarray  # int64 offset of the TCP header in the record's data
+    tcp_len: np.ndarray  # int64 TCP header length
+    payload: np.ndarray  # int64 TCP payload length, from the IP length fields
+    caplen: np.ndarray  # int64 captured length
+    ip_at: int = 0  # offset of the IP header in the record's data
 
     def rst(self) -> np.ndarray:
         return self.plain & ((self.flags & RST) != 0)
@@ -126,7 +131,8 @@ def decode_chunk(data: bytearray, size: int, offsets: np.ndarray, *, little_endi
     return Rows(plain=plain, ts=ts, flags=g.u8(tcp_at + 13), ttl=ttl,
                 version=version.astype(np.uint8), src_hi=src_hi, src_lo=src_lo,
                 sport=g.uint(tcp_at, 2).astype(np.uint16), dst_hi=dst_hi, dst_lo=dst_lo,
-                dport=g.uint(tcp_at + 2, 2).astype(np.uint16))
+                dport=g.uint(tcp_at + 2, 2).astype(np.uint16), tcp_at=tcp_at, tcp_len=hdr,
+                payload=seg_len - hdr, caplen=caplen, ip_at=l3)
 
 
 def _header_u32(head: _Gather, at: int, order: tuple[int, int, int, int]) -> np.ndarray:
@@ -138,9 +144,50 @@ def _header_u32(head: _Gather, at: int, order: tuple[int, int, int, int]) -> np.
 
 def _empty(n: int, ts: np.ndarray) -> Rows:
     zeros8, zeros64 = np.zeros(n, np.uint8), np.zeros(n, np.uint64)
-    zeros16 = np.zeros(n, np.uint16)
+    zeros16, ints = np.zeros(n, np.uint16), np.zeros(n, np.int64)
     return Rows(np.zeros(n, bool), ts, zeros8, zeros8, zeros8, zeros64, zeros64, zeros16,
-                zeros64, zeros64, zeros16)
+                zeros64, zeros64, zeros16, ints, ints, ints, ints)
+
+
+MPTCP_OPTION = 30  # the one TCP option rstdiag.decode reads
+
+
+def plain_packets(data: bytearray, size: int, offsets: np.ndarray, rows: Rows,
+                  index: np.ndarray, first_frame: int) -> list[Packet | None]:
+    """Packets of the plain rows `index`, as rstdiag.decode would make them; None where only
+    it can (an MPTCP option byte among the options, a RST with payload)."""
+    g = _Gather(data, size, offsets[index] + 16)
+    tcp_at = rows.tcp_at[index]
+    seq, ack = g.uint(tcp_at + 4, 4), g.uint(tcp_at + 8, 4)
+    window = g.uint(tcp_at + 14, 2)
+    version = rows.version[index]
+    ipid = g.uint(rows.ip_at + 4, 2)
+    flags, payload = rows.flags[index], rows.payload[index]
+    needs_decoder = ((flags & RST) != 0) & (payload > 0)
+    options = np.minimum(rows.tcp_len[index] - 20, rows.caplen[index] - tcp_at - 20)
+    for k in range(int(options.max(initial=0))):
+        needs_decoder |= (k < options) & (g.u8(tcp_at + 20 + k) == MPTCP_OPTION)
+    out: list[Packet | None] = []
+    for (i, ts, ver, shi, slo, sport, dhi, dlo, dport, sq, ak, fl, win, length, ttl, ident,
+         odd) in zip(index.tolist(), rows.ts[index].tolist(), version.tolist(),
+                     rows.src_hi[index].tolist(), rows.src_lo[index].tolist(),
+                     rows.sport[index].tolist(), rows.dst_hi[index].tolist(),
+                     rows.dst_lo[index].tolist(), rows.dport[index].tolist(), seq.tolist(),
+                     ack.tolist(), flags.tolist(), window.tolist(), payload.tolist(),
+                     rows.ttl[index].tolist(), ipid.tolist(), needs_decoder.tolist(),
+                     strict=True):
+        if odd:
+            out.append(None)
+        elif ver == 4:
+            out.append(Packet(first_frame + i, ts, 4, slo.to_bytes(4, "big"),
+                              dlo.to_bytes(4, "big"), sport, dport, sq, ak, fl, win, length,
+                              ttl, ident))
+        else:
+            out.append(Packet(first_frame + i, ts, 6,
+                              shi.to_bytes(8, "big") + slo.to_bytes(8, "big"),
+                              dhi.to_bytes(8, "big") + dlo.to_bytes(8, "big"), sport, dport,
+                              sq, ak, fl, win, length, ttl, None))
+    return out
 
 
 def canonical_keys(rows: Rows) -> tuple[np.ndarray, ...]:
