@@ -98,38 +98,44 @@ class SideState:
         return seq_diff(seq, self.base) if self.base is not None else seq
 
     def record(self, seg: Segment) -> None:
+        # The hot path of every packet: locals and inline arithmetic on purpose.
+        flags = seg.flags
         if self.first_ts is None:
             self.first_ts = seg.ts
         self.last_ts = seg.ts
-        if seg.flags & RST:
+        if flags & RST:
             if len(self.rsts) < 4:
                 self.rsts.append(seg)
             return
         self.packets += 1
-        if len(self.ttls) < MAX_TTLS:
-            self.ttls.add(seg.ttl)
-        flags = seg.flags
+        ttls = self.ttls
+        if len(ttls) < MAX_TTLS:
+            ttls.add(seg.ttl)
+        seq, length = seg.seq, seg.length
         if flags & SYN:
             if self.isn is None or self.packets == 1:
-                self.isn = seg.seq
-            self.base = seg.seq
+                self.isn = seq
+            self.base = seq
             if flags & ACK:
                 self.sent_synack = True
             else:
                 self.sent_syn = True
         elif self.base is None:
-            self.base = (seg.seq - 1) & _MASK
-        end = seg.end
-        if self.nxt is None or seq_diff(end, self.nxt) > 0:
+            self.base = (seq - 1) & _MASK
+        end = (seq + length + (flags & SYN and 1) + (flags & FIN)) & _MASK
+        nxt = self.nxt
+        if nxt is None or 0 < ((end - nxt) & _MASK) < 0x80000000:
             self.nxt = end
-        if seg.length:
-            self.data_bytes += seg.length
+        if length:
+            self.data_bytes += length
             self.last_data_frame = seg.frame
         if flags & FIN and self.fin_frame is None:
             self.fin_frame = seg.frame
-            self.fin_seq = (seg.seq + seg.length) & _MASK
-        if flags & ACK and (self.acked is None or seq_diff(seg.ack, self.acked) > 0):
-            self.acked = seg.ack
+            self.fin_seq = (seq + length) & _MASK
+        if flags & ACK:
+            acked = self.acked
+            if acked is None or 0 < ((seg.ack - acked) & _MASK) < 0x80000000:
+                self.acked = seg.ack
 
 
 @dataclass(slots=True)
@@ -213,7 +219,8 @@ class FlowTracker:
         """Track one packet; return the cases that became ready."""
         ready: list[RstCase] = []
         self._packets += 1
-        self._now = max(self._now, pkt.ts)
+        if pkt.ts > self._now:
+            self._now = pkt.ts
         a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
         key = (a + b) if a <= b else (b + a)
         flow = self.flows.get(key)
@@ -289,23 +296,30 @@ class FlowTracker:
         seg = Segment(pkt.frame, pkt.ts, side, pkt.flags, pkt.seq, pkt.ack, pkt.length,
                       pkt.window, pkt.ttl, pkt.ipid, pkt.mptcp_fastclose, pkt.mptcp_reset_reason)
         flow.last_ts = pkt.ts
-        twin = self._twin(flow, seg)
+        history = flow.history
+        # _twin only when the last segment could be the same packet (a cheap first look)
+        twin = self._twin(flow, seg) if history and history[-1].seq == seg.seq else None
         if twin is not None and not seg.flags & RST:
             self.stats.duplicates += 1
             return
-        for case in flow.waiting:
-            case.after.append(seg)
-        if flow.waiting and len(flow.waiting[0].after) >= AFTER:
-            done = [c for c in flow.waiting if len(c.after) >= AFTER]
-            flow.waiting = [c for c in flow.waiting if len(c.after) < AFTER]
-            ready.extend(done)
+        waiting = flow.waiting
+        if waiting:
+            for case in waiting:
+                case.after.append(seg)
+            if len(waiting[0].after) >= AFTER:
+                ready.extend(c for c in waiting if len(c.after) >= AFTER)
+                flow.waiting = [c for c in waiting if len(c.after) < AFTER]
         if seg.flags & RST:
             flow.waiting.append(self._case(flow, seg, pkt, twin))
             flow.rst_seen = True
         else:
-            self._remember_ttl(pkt)
+            ttls = self.host_ttls.get(pkt.src)
+            if ttls is None:
+                self.host_ttls[pkt.src] = {pkt.ttl}
+            elif len(ttls) < MAX_TTLS:
+                ttls.add(pkt.ttl)
         flow.sides[side].record(seg)
-        flow.history.append(seg)
+        history.append(seg)
 
     def _twin(self, flow: Flow, seg: Segment) -> Segment | None:
         """The identical packet just before this one, if this is a copy of it."""
@@ -345,13 +359,6 @@ class FlowTracker:
             mptcp_reset_reason=pkt.mptcp_reset_reason,
             duplicate_of=duplicate_of,
         )
-
-    def _remember_ttl(self, pkt: Packet) -> None:
-        ttls = self.host_ttls.get(pkt.src)
-        if ttls is None:
-            self.host_ttls[pkt.src] = {pkt.ttl}
-        elif len(ttls) < MAX_TTLS:
-            ttls.add(pkt.ttl)
 
     # --- for live capture (rstdiag.live): verdicts before a case is final, time without packets
 
