@@ -184,13 +184,14 @@ def _with_file(verdict: Verdict, path: str) -> Verdict:
     return replace(verdict, file=path)
 
 
-def open_analysis(path: str, max_flows: int | None = None) -> Analysis:
+def open_analysis(path: str, max_flows: int | None = None, processes: int = 1) -> Analysis:
     """The analysis for one capture: big classic pcap files get the two-pass path
-    (rstdiag.twopass), which gives the same report sooner; everything else the simple one."""
+    (rstdiag.twopass), which gives the same report sooner, its flows split between
+    `processes`; everything else the simple one."""
     if _big_pcap(path):
         from .twopass import TwoPassAnalysis  # numpy: imported only when it pays
 
-        return TwoPassAnalysis(path, max_flows)
+        return TwoPassAnalysis(path, max_flows, parts=processes)
     return Analysis(path, max_flows)
 
 

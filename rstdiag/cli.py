@@ -91,7 +91,8 @@ def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | Non
                   jobs: int | None = 1) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
     """Analyse each capture: (reports, (path, error) of unreadable files, interrupted).
 
-    Several files are read by up to `jobs` processes at once (None: one per core). Errors and
+    Several files are read by up to `jobs` processes at once (None: one per core), and a
+    single big file's flows are split between as many. Errors and
     warnings go to stderr as each file is done; Ctrl-C keeps what the finished files gave
     (and, read one at a time, what the current file gave so far).
     """
@@ -105,7 +106,7 @@ def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | Non
     reports: list[FileReport] = []
     errors: list[tuple[str, str]] = []
     for path in files:
-        analysis = open_analysis(path, max_flows)
+        analysis = open_analysis(path, max_flows, processes=min(jobs or os.cpu_count() or 1, 8))
         try:
             with _progress(env, path) as progress:
                 report = analysis.run(progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .records import ACK, FIN, RST, SYN, Packet
 
@@ -92,7 +92,11 @@ class SideState:
     rsts: list[Segment] = field(default_factory=list)
 
     def snapshot(self) -> SideState:
-        return replace(self, ttls=set(self.ttls), rsts=list(self.rsts))
+        # Spelled out: dataclasses.replace costs several times more, once per RST and side.
+        return SideState(self.addr, self.port, self.isn, self.base, self.sent_syn,
+                         self.sent_synack, self.nxt, self.fin_frame, self.fin_seq,
+                         self.data_bytes, self.last_data_frame, self.acked, self.packets,
+                         set(self.ttls), self.first_ts, self.last_ts, list(self.rsts))
 
     def relative(self, seq: int) -> int:
         return seq_diff(seq, self.base) if self.base is not None else seq
@@ -234,6 +238,34 @@ class FlowTracker:
             ready.extend(self.sweep())
         return ready
 
+    def feed_lifecycle(self, pkt: Packet) -> list[RstCase]:
+        """Track, of a packet of a flow known never to carry a RST (rstdiag.twopass knows), only
+        what the flow's life in the table depends on: its creation, its SYNs' sequence number,
+        its FINs and its last packet's time; and its sender's TTL. The rest of its state stays
+        empty: no verdict ever reads it."""
+        ready: list[RstCase] = []
+        self._packets += 1
+        if pkt.ts > self._now:
+            self._now = pkt.ts
+        a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+        key = (a + b) if a <= b else (b + a)
+        flow = self.flows.get(key)
+        if flow is not None and self._starts_new_connection(flow, pkt):
+            ready.extend(self._forget(key))
+            flow = None
+        if flow is None:
+            flow = self._new_flow(key, pkt, ready, history=1)
+        flow.last_ts = pkt.ts
+        client = flow.sides[0]
+        side = client if pkt.src == client.addr and pkt.sport == client.port else flow.sides[1]
+        flags = pkt.flags
+        if flags & SYN and side.isn is None:  # as record() sets it
+            side.isn = pkt.seq
+        if flags & FIN and side.fin_frame is None:
+            side.fin_frame = pkt.frame
+        self.note_host_ttl(pkt.src, pkt.ttl)
+        return ready
+
     def finish(self) -> list[RstCase]:
         """End of input: every waiting case is ready."""
         ready: list[RstCase] = []
@@ -279,12 +311,12 @@ class FlowTracker:
         return not (client.addr == pkt.src and client.port == pkt.sport and client.isn == pkt.seq)
 
     def _new_flow(self, key: tuple[bytes, int, bytes, int], pkt: Packet,
-                  ready: list[RstCase]) -> Flow:
+                  ready: list[RstCase], history: int = HISTORY) -> Flow:
         sender_is_client, how = _roles(pkt)
         me, peer = SideState(pkt.src, pkt.sport), SideState(pkt.dst, pkt.dport)
         sides = (me, peer) if sender_is_client else (peer, me)
         self.stats.flows += 1
-        flow = Flow(self.stats.flows, sides, how, deque(maxlen=HISTORY), last_ts=pkt.ts)
+        flow = Flow(self.stats.flows, sides, how, deque(maxlen=history), last_ts=pkt.ts)
         self.flows[key] = flow
         if len(self.flows) > self.max_flows * 1.1:  # do not wait for the next sweep to shrink
             ready.extend(self.sweep())
@@ -359,6 +391,15 @@ class FlowTracker:
             mptcp_reset_reason=pkt.mptcp_reset_reason,
             duplicate_of=duplicate_of,
         )
+
+    def note_host_ttl(self, src: bytes, ttl: int) -> None:
+        """A non-RST packet of a flow tracked elsewhere (rstdiag.twopass splits flows between
+        processes): only its sender's TTL, which every process's table needs."""
+        ttls = self.host_ttls.get(src)
+        if ttls is None:
+            self.host_ttls[src] = {ttl}
+        elif len(ttls) < MAX_TTLS:
+            ttls.add(ttl)
 
     # --- for live capture (rstdiag.live): verdicts before a case is final, time without packets
 

@@ -25,6 +25,7 @@ capture the tests have.
 from __future__ import annotations
 
 import os
+import signal
 from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO, Literal
@@ -34,6 +35,7 @@ import numpy as np
 from .analysis import Analysis, FileReport
 from .decode import Decoder
 from .flows import MAX_HOSTS, SWEEP_EVERY, FlowTracker
+from .labels import Verdict
 from .pcapfile import PCAP_HEADER_LEN, pcap_layout
 from .pcapwalk import CHUNK_BYTES, Chunk, NotBulk, RecordWalker
 from .records import FIN, RST, SYN, Packet, RawFrame
@@ -48,9 +50,10 @@ from .vecdecode import (
 
 MAX_SEEN_PAIRS = 8 * MAX_HOSTS  # (host, TTL) pairs remembered before falling back
 
-_HASH_MULTIPLIERS = tuple(np.uint64(m) for m in (
-    0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-    0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB))
+_HASH_MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                     0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
+                     0x94D049BB133111EB)
+_U64 = (1 << 64) - 1
 
 Key = tuple[int, int, int, int, int, int, int]
 
@@ -59,9 +62,12 @@ class TwoPassAnalysis(Analysis):
     """`Analysis` of a classic pcap file by the two-pass path (see the module docstring)."""
 
     def __init__(self, path: str, max_flows: int | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> None:
+                 chunk_bytes: int = CHUNK_BYTES, parts: int = 1, part: int = 0) -> None:
+        """`parts` > 1: split the flows (by a hash of their 4-tuple) between that many
+        processes, this one and parts - 1 forked workers; `part` is this one's share."""
         super().__init__(path, max_flows)
         self._chunk_bytes = chunk_bytes
+        self._parts, self._part = parts, part
         self.tracker = FlowTracker(self.tracker.max_flows, sweep_every=None)
         self._feed_decoder = Decoder()  # its counts are not the file's: it sees a subset
         self._rst_keys: set[Key] = set()
@@ -76,15 +82,36 @@ class TwoPassAnalysis(Analysis):
 
     def run(self, progress: Callable[[int], None] | None = None) -> FileReport:
         try:
-            with open(self.path, "rb") as stream:
-                return self._run(stream, progress)
+            if self._parts > 1:
+                return self._run_split(progress)
+            self._scan(progress)
+            return self.finish()
         except NotBulk as exc:
             reason = str(exc)
         Analysis.__init__(self, self.path, self.max_flows)  # start again, simply
         self.fell_back = reason
         return Analysis.run(self, progress)
 
-    def _run(self, stream: BinaryIO, progress: Callable[[int], None] | None) -> FileReport:
+    def _run_split(self, progress: Callable[[int], None] | None) -> FileReport:
+        import multiprocessing
+
+        jobs = [(self.path, self.max_flows, self._chunk_bytes, self._parts, part)
+                for part in range(1, self._parts)]
+        context = multiprocessing.get_context("fork")
+        with context.Pool(len(jobs), initializer=_ignore_interrupts) as pool:
+            pending = pool.map_async(_run_part, jobs)
+            self._scan(progress)
+            for verdicts, flows, fed in pending.get():
+                self._verdicts.update((v.frame, v) for v in verdicts)
+                self.tracker.stats.flows += flows
+                self.fed += fed
+        return self.finish()
+
+    def _scan(self, progress: Callable[[int], None] | None) -> None:
+        with open(self.path, "rb") as stream:
+            self._scan_stream(stream, progress)
+
+    def _scan_stream(self, stream: BinaryIO, progress: Callable[[int], None] | None) -> None:
         layout = pcap_layout(stream.read(PCAP_HEADER_LEN))
         if layout is None or not bulk_linktype(layout[2]):
             raise NotBulk("not a classic pcap of a link type the bulk decoder reads")
@@ -107,7 +134,6 @@ class TwoPassAnalysis(Analysis):
         finally:
             walker.close()
         self._sweep_until(self._tcp_seen + 1)
-        return self.finish()
 
     def _rows(self, chunk: Chunk, endian: str, scale: float, linktype: int) -> Rows:
         self._byteorder: Literal["little", "big"] = "little" if endian == "<" else "big"
@@ -160,11 +186,18 @@ class TwoPassAnalysis(Analysis):
 
         tcp_number = self._tcp_seen + np.cumsum(is_tcp)  # the tracker's packet count at each row
         self._note_sweeps(rows.ts[is_tcp], tcp_number[is_tcp])
-        chosen = self._chosen_plain_rows(rows, tcp_number)
-        chosen[list(complex_pkts)] = True
+        chosen, ttl_only, rst_flow = self._chosen_plain_rows(rows, tcp_number)
+        for i, pkt in complex_pkts.items():
+            key = _key_of(pkt)
+            rst_flow[i] = key in self._rst_keys
+            if self._owns(_key_hash_of(key)):
+                chosen[i] = True
+            elif not pkt.flags & RST:
+                ttl_only[i] = True
 
-        max_flows = self.tracker.max_flows
-        rows_fed = np.flatnonzero(chosen)
+        # a share of the table: beyond it, the whole table might be beyond max_flows
+        max_flows = self.tracker.max_flows // self._parts
+        rows_fed = np.flatnonzero(chosen | ttl_only)
         plain_fed = rows_fed[rows.plain[rows_fed]]
         made = dict(zip(plain_fed.tolist(),
                         plain_packets(chunk.data, chunk.size, chunk.offsets, rows, plain_fed,
@@ -173,9 +206,13 @@ class TwoPassAnalysis(Analysis):
             pkt = complex_pkts.get(i) or made.get(i) or \
                 self._feed_decoder.decode(self._raw(chunk, i, rows))
             assert pkt is not None  # plain rows decode
+            if not chosen[i]:
+                self.tracker.note_host_ttl(pkt.src, pkt.ttl)
+                continue
             self._sweep_until(int(tcp_number[i]))
             self.fed += 1
-            for case in self.tracker.feed(pkt):
+            feed = self.tracker.feed if rst_flow[i] else self.tracker.feed_lifecycle
+            for case in feed(pkt):
                 self._judge(case)
             if len(self.tracker.flows) > max_flows:
                 raise NotBulk("the flow table fills up: the simple path evicts flows")
@@ -199,25 +236,40 @@ class TwoPassAnalysis(Analysis):
             for case in self.tracker.sweep_at(clock):
                 self._judge(case)
 
-    def _chosen_plain_rows(self, rows: Rows, tcp_number: np.ndarray) -> np.ndarray:
+    def _owns(self, key_hash: int | np.ndarray) -> bool | np.ndarray:
+        return key_hash % self._parts == self._part
+
+    def _chosen_plain_rows(self, rows: Rows, tcp_number: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows to feed, rows of other processes' flows whose sender's TTL to note, rows of
+        flows that carry a RST)."""
         plain = rows.plain
         chosen = plain & ((rows.flags & (SYN | FIN)) != 0)
         index = np.flatnonzero(plain)
+        ttl_only = np.zeros(len(plain), dtype=bool)
+        rst_flow = np.zeros(len(plain), dtype=bool)
         if not len(index):
-            return chosen
+            return chosen, ttl_only, rst_flow
         keys = [column[index] for column in canonical_keys(rows)]
+        hashes = _key_hash(keys)
         interval = (tcp_number[index] - 1) // SWEEP_EVERY
         first, last, group_of = _first_and_last(keys + [interval])
         chosen[index[first]] = True
         chosen[index[last]] = True
-        chosen[index[self._rst_flow_rows(keys, group_of, first)]] = True
-        chosen[index[self._first_ttl_rows(rows, index)]] = True
-        return chosen
+        rst_flow[index[self._rst_flow_rows(keys, hashes, group_of, first)]] = True
+        chosen |= rst_flow
+        first_ttl = np.zeros(len(plain), dtype=bool)
+        first_ttl[index[self._first_ttl_rows(rows, index)]] = True
+        if self._parts == 1:
+            return chosen | first_ttl, ttl_only, rst_flow
+        own = np.zeros(len(plain), dtype=bool)
+        own[index] = self._owns(hashes)
+        return own & (chosen | first_ttl), ~own & first_ttl, rst_flow
 
-    def _rst_flow_rows(self, keys: list[np.ndarray], group_of: np.ndarray,
+    def _rst_flow_rows(self, keys: list[np.ndarray], hashes: np.ndarray, group_of: np.ndarray,
                        first: np.ndarray) -> np.ndarray:
         """Positions (within `keys`) of the rows whose flow carries a RST somewhere."""
-        maybe = np.isin(_key_hash(keys), self._rst_hashes)
+        maybe = np.isin(hashes, self._rst_hashes)
         if not maybe.any():
             return np.zeros(0, dtype=np.int64)
         groups = np.unique(group_of[maybe])
@@ -254,6 +306,21 @@ class TwoPassAnalysis(Analysis):
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+def _run_part(job: tuple[str, int | None, int, int, int]) -> tuple[list[Verdict], int, int]:
+    """One forked worker's share of a split file: its verdicts, flows and packets fed."""
+    path, max_flows, chunk_bytes, parts, part = job
+    analysis = TwoPassAnalysis(path, max_flows, chunk_bytes, parts, part)
+    analysis._scan(None)
+    for case in analysis.tracker.finish():
+        analysis._judge(case)
+    return list(analysis._verdicts.values()), analysis.tracker.stats.flows, analysis.fed
+
+
+def _ignore_interrupts() -> None:
+    """Forked workers leave Ctrl-C to the parent, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _first_and_last(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For rows grouped by equal values in all columns: each group's first and last row, and
     each row's group number."""
@@ -272,17 +339,23 @@ def _first_and_last(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _key_hash(keys: list[np.ndarray]) -> np.ndarray:
-    """A 64-bit mix of the flow key columns: a prefilter, exact membership is checked after."""
+    """A 64-bit mix of the flow key columns: it splits flows between processes and prefilters
+    the RST flows (membership is checked exactly after)."""
     out = np.zeros(len(keys[0]), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column, multiplier in zip(keys, _HASH_MULTIPLIERS, strict=True):
-            out ^= column.astype(np.uint64) * multiplier
+            out ^= column.astype(np.uint64) * np.uint64(multiplier)
             out = (out << np.uint64(17)) | (out >> np.uint64(47))
     return out
 
 
 def _key_hash_of(key: Key) -> int:
-    return int(_key_hash([np.array([part], dtype=np.uint64) for part in key])[0])
+    """_key_hash of one key, in Python integers (the same value)."""
+    out = 0
+    for part, multiplier in zip(key, _HASH_MULTIPLIERS, strict=True):
+        out ^= (part * multiplier) & _U64
+        out = ((out << 17) | (out >> 47)) & _U64
+    return out
 
 
 def _key_of(pkt: Packet) -> Key:

@@ -117,6 +117,28 @@ def test_snaplen_cut_capture_reads_the_same(generated) -> None:  # type: ignore[
     assert_same(generated("cut.pcap", "-n", "70000", "--snaplen", "96", "--seed", "3"))
 
 
+@pytest.mark.parametrize("name", ["zeek__rst-inject-rae.pcap", "suricata-verify__debug-s13.pcap",
+                                  "censorship-detection__tripwire-1597963966.pcap"])
+def test_flows_split_between_processes_give_the_same_report(name: str) -> None:
+    path = PUBLIC / name
+    if not path.exists():
+        pytest.skip(f"public corpus not found at {PUBLIC}")
+    split = TwoPassAnalysis(str(path), chunk_bytes=SMALL_CHUNK, parts=3)
+    fast, simple = split.run(), Analysis(str(path)).run()
+    assert split.fell_back is None
+    assert fast.to_dict() == simple.to_dict()
+    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+
+
+def test_generated_capture_split_between_processes_reads_the_same(generated) -> None:  # type: ignore[no-untyped-def]
+    path = generated("split.pcap", "-n", "80000", "--flows", "3000", "--seed", "11")
+    split = TwoPassAnalysis(str(path), chunk_bytes=SMALL_CHUNK, parts=2)
+    fast, simple = split.run(), Analysis(str(path)).run()
+    assert split.fell_back is None
+    assert fast.to_dict() == simple.to_dict()
+    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+
+
 def test_small_flow_table_falls_back_to_the_simple_path(generated) -> None:  # type: ignore[no-untyped-def]
     path = generated("crowded.pcap", "-n", "70000", "--flows", "3000", "--seed", "5")
     fast, simple, analysis = same_report(path, max_flows=1000)
