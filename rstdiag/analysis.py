@@ -107,6 +107,8 @@ class Analysis:
     def _read(self, reader: CaptureReader, progress: Callable[[int], None] | None) -> None:
         self._reader = reader
         self.report.format = reader.format
+        if reader.linktype is not None:  # a pcap of an unsupported type fails even if empty
+            self._check_linktype(reader.linktype)
         for n, raw in enumerate(reader, 1):
             self._frame(raw)
             if progress is not None and n % 4096 == 0:

@@ -131,12 +131,13 @@ def _analyze_in_parallel(env: Environment, files: tuple[str, ...], max_flows: in
     from concurrent.futures import ProcessPoolExecutor
 
     from .analysis import analyze_path
+    from .env import leave_interrupts_to_parent
 
     reports: list[FileReport] = []
     errors: list[tuple[str, str]] = []
     # fork: the workers start with the modules already imported; they leave Ctrl-C to us
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_ignore_interrupts)
+                               initializer=leave_interrupts_to_parent)
     try:
         futures = [pool.submit(analyze_path, path, max_flows) for path in files]
         for path, future in zip(files, futures, strict=True):
@@ -156,13 +157,6 @@ def _analyze_in_parallel(env: Environment, files: tuple[str, ...], max_flows: in
         return reports, errors, True
     pool.shutdown()
     return reports, errors, False
-
-
-def _ignore_interrupts() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool = False,

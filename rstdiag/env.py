@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
@@ -31,3 +32,11 @@ class Environment:
 
     def warn(self, message: str) -> None:
         print(f"rstdiag: warning: {message}", file=self.stderr, flush=True)
+
+
+def leave_interrupts_to_parent() -> None:
+    """For forked worker processes: Ctrl-C is the parent's to handle, and the SIGTERM it stops
+    them with takes its default action (not the KeyboardInterrupt the command line maps
+    it to, which would print a worker's traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

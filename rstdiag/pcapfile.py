@@ -127,9 +127,11 @@ class CaptureReader:
         magic = self._buf[:4]
         if not magic:
             raise CaptureError("empty file", 0)
+        self.linktype: int | None = None  # a pcap file's one link type (pcapng: per interface)
         if magic in _PCAP_MAGICS:
             self.format = "pcap"
-            self._frames = self._pcap_frames(*self._pcap_header())
+            endian, scale, self.linktype = self._pcap_header()
+            self._frames = self._pcap_frames(endian, scale, self.linktype)
         elif magic == _SHB_BYTES:
             self.format = "pcapng"
             self._check_first_section_header()
@@ -465,7 +467,7 @@ def open_capture(path: str) -> tuple[CaptureReader, BinaryIO]:
     try:
         stream = open(path, "rb")  # noqa: SIM115 - the caller closes it when done iterating
     except OSError as exc:
-        raise CaptureError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        raise CaptureError(f"cannot open: {exc.strerror or exc}") from exc
     try:
         return CaptureReader(stream, path), stream
     except BaseException:

@@ -25,7 +25,6 @@ capture the tests have.
 from __future__ import annotations
 
 import os
-import signal
 from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO, Literal
@@ -34,6 +33,7 @@ import numpy as np
 
 from .analysis import Analysis, FileReport
 from .decode import Decoder
+from .env import leave_interrupts_to_parent
 from .flows import MAX_HOSTS, SWEEP_EVERY, FlowTracker
 from .labels import Verdict
 from .pcapfile import PCAP_HEADER_LEN, pcap_layout
@@ -98,7 +98,7 @@ class TwoPassAnalysis(Analysis):
         jobs = [(self.path, self.max_flows, self._chunk_bytes, self._parts, part)
                 for part in range(1, self._parts)]
         context = multiprocessing.get_context("fork")
-        with context.Pool(len(jobs), initializer=_ignore_interrupts) as pool:
+        with context.Pool(len(jobs), initializer=leave_interrupts_to_parent) as pool:
             pending = pool.map_async(_run_part, jobs)
             self._scan(progress)
             for verdicts, flows, fed in pending.get():
@@ -314,11 +314,6 @@ def _run_part(job: tuple[str, int | None, int, int, int]) -> tuple[list[Verdict]
     for case in analysis.tracker.finish():
         analysis._judge(case)
     return list(analysis._verdicts.values()), analysis.tracker.stats.flows, analysis.fed
-
-
-def _ignore_interrupts() -> None:
-    """Forked workers leave Ctrl-C to the parent, which stops them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _first_and_last(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -152,6 +152,19 @@ def test_unsupported_link_type_is_one_error_line_and_status_2(tmp_path: Path) ->
 
 
 @needs_entry_point
+def test_an_empty_pcap_of_an_unsupported_link_type_is_an_error_too(tmp_path: Path) -> None:
+    header = bytearray(public("zeek__dhe.pcap").read_bytes()[:24])
+    header[20:24] = (105).to_bytes(4, "little")
+    odd = tmp_path / "empty-wifi.pcap"
+    odd.write_bytes(bytes(header))
+    result = run("read", str(odd))
+    assert result.returncode == 2
+    assert result.stderr == (f"rstdiag: error: {odd}: unsupported link type 105 (IEEE 802.11): "
+                             "rstdiag reads Ethernet, 802.1Q, Linux cooked (SLL, SLL2), raw IP "
+                             "and BSD loopback captures\n")
+
+
+@needs_entry_point
 def test_output_closed_early_exits_quietly() -> None:
     proc = subprocess.Popen(f"{RSTDIAG} read --format jsonl "
                             f"{public('censorship-detection__tripwire-1597963966.pcap')} | head -1",
