@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -288,6 +290,56 @@ def test_capture_without_privilege_says_how_to_get_it() -> None:
         "cap_net_raw,cap_net_admin+eip $(which python3)")
 
 
+def test_metrics_port_in_use_is_one_error_line_and_status_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli("live", "-i", "lo", "--metrics-addr", "127.0.0.1", "--metrics-port", str(port),
+                  "--duration", "1")
+    assert out.returncode == 2
+    assert one_error_line(out) == (f"rstdiag: error: --metrics-port: cannot serve metrics on "
+                                   f"127.0.0.1:{port} (Address already in use)")
+    assert out.stdout == ""
+
+
+def test_metrics_address_that_is_not_this_hosts_is_one_error_line_and_status_2() -> None:
+    out = cli("live", "-i", "lo", "--metrics-addr", "192.0.2.1", "--metrics-port", "9465",
+              "--duration", "1")
+    assert out.returncode == 2
+    assert one_error_line(out) == ("rstdiag: error: --metrics-port: cannot serve metrics on "
+                                   "192.0.2.1:9465 (Cannot assign requested address)")
+
+
+def test_unwritable_log_is_one_error_line_and_status_2(tmp_path: Path) -> None:
+    log = tmp_path / "no-such-dir" / "rst.jsonl"
+    out = cli("live", "-i", "lo", "--log", str(log), "--duration", "1")
+    assert out.returncode == 2
+    assert one_error_line(out) == (f"rstdiag: error: --log {log}: cannot write the log "
+                                   "(No such file or directory)")
+    assert not log.parent.exists()
+
+
+@pytest.mark.parametrize(("option", "value", "needs"), [
+    ("--metrics-addr", "127.0.0.1", "--metrics-port"),
+    ("--metrics-max-ports", "8", "--metrics-port"),
+    ("--log-max-bytes", "1M", "--log"),
+    ("--log-backups", "3", "--log"),
+])
+def test_metrics_and_log_settings_without_their_option_are_a_usage_error(
+        option: str, value: str, needs: str) -> None:
+    out = cli("live", "-i", "lo", option, value, "--duration", "1")
+    assert out.returncode == 2
+    assert f"{option} goes with {needs}" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_log_size_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    out = cli("live", "-i", "lo", "--log", str(tmp_path / "rst.jsonl"), "--log-max-bytes",
+              "lots", "--duration", "1")
+    assert out.returncode == 2
+    assert "'lots' is not a size" in out.stderr and "Traceback" not in out.stderr
+
+
 # =============================================================================== real sockets
 
 netns = pytest.mark.netns
@@ -542,3 +594,51 @@ def test_interface_down_is_one_error_line_and_status_2(requires_netns: None) -> 
         assert "interface lo is down" in one_error_line(out)
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@netns
+def test_live_jsonl_names_the_host_in_every_verdict_and_the_summary(live_runs: LiveRuns) -> None:
+    r = live_runs["linger-abort"]
+    assert r.objects and {d["host"] for d in r.objects} == {socket.gethostname()}
+
+
+def on_a_terminal(args: list[str], timeout: float = 30) -> tuple[int, str]:
+    """Run with stdout on a pseudo-terminal (as in an interactive shell): status, output."""
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(args, stdout=sub, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(sub)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the other end closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(main)
+    proc.wait(timeout)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+HIDE_CURSOR = "\x1b[?25l"  # rich's live view hides the cursor while it redraws
+
+
+@netns
+@pytest.mark.parametrize(("flags", "view"), [((), True), (("--no-view",), False)])
+def test_no_view_keeps_a_terminal_free_of_the_live_view(requires_netns: None,
+                                                        flags: tuple[str, ...],
+                                                        view: bool) -> None:
+    ns = f"rd-live-tty-{os.getpid()}-{threading.get_ident() % 1000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        status, text = on_a_terminal(["ip", "netns", "exec", ns, *RSTDIAG, "live", "-i", "lo",
+                                      "--duration", "1.5", *flags])
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    assert status == 0, text
+    assert (HIDE_CURSOR in text) is view
+    assert "0 RSTs in 0 TCP flows" in text  # the summary at the end, either way
