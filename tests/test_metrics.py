@@ -7,6 +7,8 @@ verdicts and updates were published on the way.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from dataclasses import replace
@@ -134,3 +136,11 @@ def test_endpoint_serves_the_metrics_over_http_and_frees_its_port() -> None:
     assert samples["process_resident_memory_bytes"].value > 0  # rstdiag's own footprint
     again = metrics.serve("127.0.0.1", server.port)  # closed: the port can be bound again
     again.close()
+
+
+def test_prometheus_client_is_imported_only_when_metrics_are_asked_for() -> None:
+    probe = ("import sys, rstdiag.cli, rstdiag.live; "
+             "print('prometheus_client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
