@@ -5,8 +5,9 @@ client namespace next to tcpdump, and Debian's `prometheus` in the same namespac
 every second over that namespace's own loopback (nothing on the host's network), with
 contrib/alerts.yml loaded. The closed-port and accept-overflow scenarios (tests/scenarios.py)
 run; then Prometheus's HTTP API must give, by label, sender and port, the RSTs that
-`rstdiag read` finds in tcpdump's capture. Needs root, ip netns, tcpdump, nft and prometheus
-(skipped otherwise).
+`rstdiag read` finds in tcpdump's capture, every packet tcpdump saw, and (with
+--kernel-reasons, where tracefs allows) the kernel's agreement with the verdicts of the log.
+Needs root, ip netns, tcpdump, nft and prometheus (skipped otherwise).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from livereplay import latest
-from netlab import Lab, LabError, Proc
+from netlab import Lab, LabError, Proc, tracing_unavailable
 from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
@@ -52,6 +53,7 @@ class Scraped:
     expected: Counter[tuple[str, str, str]]  # rstdiag read of tcpdump's capture
     frames: int  # packets in tcpdump's capture
     log: Path
+    kernel: bool  # rstdiag runs with --kernel-reasons
 
     def api(self, path: str, **params: str) -> dict[str, object]:
         url = f"http://127.0.0.1:{PROMETHEUS_PORT}{path}"
@@ -108,8 +110,10 @@ def scraped(requires_netns: None, tmp_path_factory: pytest.TempPathFactory
         cap = lab.capture(ns, outdir / "wire.pcap")
         cap.start()
         log = outdir / "rst.jsonl"
+        kernel = tracing_unavailable() is None
         live = lab.popen(ns, *RSTDIAG, "live", "-i", "eth0", "--no-view", "--metrics-port",
                          "0", "--metrics-addr", "127.0.0.1", "--log", str(log),
+                         *(["--kernel-reasons"] if kernel else []),
                          name="rstdiag live", stdin=False)
         url = live.expect_err("metrics on", timeout=20).rsplit(" ", 1)[1]
         live.expect_err("listening on", timeout=20)
@@ -126,7 +130,7 @@ def scraped(requires_netns: None, tmp_path_factory: pytest.TempPathFactory
         report = analyze_file(str(cap.path))
         expected = Counter((str(v.label), str(v.sender), str(v.server.port))
                            for v in report.verdicts if v.duplicate_of is None)
-        yield Scraped(lab, ns, live, expected, report.frames, log)
+        yield Scraped(lab, ns, live, expected, report.frames, log, kernel)
 
 
 @pytest.mark.netns
@@ -175,6 +179,24 @@ def test_dashboard_queries_run_and_show_the_rsts(scraped: Scraped) -> None:
             if "rstdiag_rsts_total" in expr and "accept-overflow" not in expr:
                 rst_series += len(result)
     assert rst_series > 0
+
+
+@pytest.mark.netns
+def test_prometheus_counts_where_the_kernels_reasons_agree(scraped: Scraped) -> None:
+    if not scraped.kernel:
+        pytest.skip(f"tcp:tcp_send_reset not readable: {tracing_unavailable()}")
+
+    def with_reason() -> int:
+        final = latest([json.loads(line) for line in scraped.log.read_text().splitlines()])
+        return sum(1 for v in final.values() if "kernel_reason" in v and "duplicate_of" not in v)
+
+    def agreement() -> dict[str, float]:
+        return {r["metric"]["agree"]: float(r["value"][1])  # type: ignore[index]
+                for r in scraped.query("rstdiag_kernel_reason_agreement_total")}
+
+    wait_for(lambda: agreement().get("yes") == with_reason() > 0, 20)
+    print("query rstdiag_kernel_reason_agreement_total:", agreement())
+    assert agreement() == {"yes": with_reason(), "no": 0, "no_opinion": 0}
 
 
 @pytest.mark.netns
