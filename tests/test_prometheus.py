@@ -99,6 +99,18 @@ def wait_for(check, timeout: float):  # type: ignore[no-untyped-def]
         time.sleep(0.5)
 
 
+def ready(lab: Lab, ns: str, prom: Proc) -> bool:
+    """Prometheus answers /-/ready (503 while it starts); LabError if it died."""
+    if prom.popen.poll() is not None:
+        raise LabError(f"prometheus exited: {prom.stderr_log[-5:]}")
+    try:
+        lab.run(ns, sys.executable, "-c", GET, f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready",
+                timeout=10)
+    except LabError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def scraped(requires_netns: None, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Scraped]:
@@ -122,7 +134,7 @@ def scraped(requires_netns: None, tmp_path_factory: pytest.TempPathFactory
                          f"--storage.tsdb.path={outdir / 'data'}",
                          f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
                          name="prometheus", stdin=False)
-        prom.expect_err("Server is ready to receive web requests", timeout=20)
+        wait_for(lambda: ready(lab, ns, prom), 20)
         run = Run(lab, v6=False)
         for name in SCENARIO_NAMES:  # closed-port first: accept-overflow then listens on 8080
             SCENARIOS[name].body(run)
