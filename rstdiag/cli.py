@@ -442,9 +442,24 @@ class _progress:
 
 LIVE_EXIT_STATUS_HELP = (
     "Exit status: 0 stopped by -c or --duration, 2 cannot capture (no such interface, "
-    "interface down, no privilege, bad filter, no tracefs for --kernel-reasons), "
-    "130 stopped by Ctrl-C or SIGTERM (the summary is printed in every case)."
+    "interface down, no privilege, bad filter, no tracefs for --kernel-reasons), cannot serve "
+    "metrics (--metrics-port in use) or cannot write the --log file, 130 stopped by Ctrl-C or "
+    "SIGTERM (the summary is printed in every case)."
 )
+
+
+def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from .logsink import parse_size
+
+    if value is None:
+        return None
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size < 1024:
+        raise click.BadParameter(f"{value!r}: at least 1K, so that a line fits")
+    return size
 
 
 @cli.command(epilog=LIVE_EXIT_STATUS_HELP)
@@ -478,10 +493,33 @@ LIVE_EXIT_STATUS_HELP = (
               "tcp:tcp_send_reset; root) and count where it agrees with the verdict.")
 @click.option("--max-flows", type=click.IntRange(min=1000), default=None,
               help="Flows held in memory at once (default 200000).")
+@click.option("--no-view", is_flag=True,
+              help="Headless: no live view even on a terminal; stdout gets the summary at the "
+              "end (or, with --format jsonl, every verdict). Off a terminal there is no view "
+              "anyway.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics on http://ADDR:PORT/metrics (9465 is rstdiag's "
+              "usual port; 0: any free port, printed on stderr).")
+@click.option("--metrics-addr", default=None, metavar="ADDR",
+              help="Address the metrics endpoint listens on (default 0.0.0.0: every IPv4 "
+              "address, for a Prometheus elsewhere; 127.0.0.1 keeps it local, :: for IPv6).")
+@click.option("--metrics-max-ports", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Server ports with series of their own in rstdiag_rsts_total (default 32: "
+              "the first N seen); RSTs on later ports count under port=\"other\".")
+@click.option("--log", "log", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write every verdict to FILE as a JSON line (the read --format json "
+              "verdict plus host), rotated by size, for a log shipper.")
+@click.option("--log-max-bytes", callback=_size_option, default=None, metavar="SIZE",
+              help="Rotate the --log FILE when it would grow past SIZE (bytes, or with K, M, "
+              "G; default 10M): FILE becomes FILE.1, and so on.")
+@click.option("--log-backups", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Rotated --log files kept, FILE.1 (newest) to FILE.N (default 5).")
 def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: int | None,
          duration: float | None, write: str | None, snaplen: int | None, buffer_kib: int,
          no_promisc: bool, fmt: str | None, color: bool | None, kernel_reasons: bool,
-         max_flows: int | None) -> None:
+         max_flows: int | None, no_view: bool, metrics_port: int | None,
+         metrics_addr: str | None, metrics_max_ports: int | None, log: str | None,
+         log_max_bytes: int | None, log_backups: int | None) -> None:
     """Capture on IFACE and explain every TCP RST as it happens (Linux; root or
     CAP_NET_RAW). Ctrl-C stops and prints the summary.
 
@@ -489,15 +527,32 @@ def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: in
     rstdiag live -i eth0
     rstdiag live -i eth0 -f 'port 443' -w rst.pcap
     rstdiag live -i any --format jsonl | jq -c 'select(.label == "half-open")'
+    rstdiag live -i eth0 --no-view --metrics-port 9465 --log /var/log/rstdiag/rst.jsonl
     """
     from .live import LiveOptions, run_live
 
     if bpf and expression:
         raise click.UsageError("give the filter either with -f or as trailing words, not both")
+    for name, value, needs in (("--metrics-addr", metrics_addr, metrics_port),
+                               ("--metrics-max-ports", metrics_max_ports, metrics_port),
+                               ("--log-max-bytes", log_max_bytes, log),
+                               ("--log-backups", log_backups, log)):
+        if value is not None and needs is None:
+            wanted = "--metrics-port" if name.startswith("--metrics") else "--log"
+            raise click.UsageError(f"{name} goes with {wanted}")
     opts = LiveOptions(interface=interface, expression=bpf or " ".join(expression) or None,
                        count=count, duration=duration, write=write, snaplen=snaplen,
                        buffer_kib=buffer_kib, promiscuous=not no_promisc, fmt=fmt, color=color,
-                       kernel_reasons=kernel_reasons, max_flows=max_flows)
+                       kernel_reasons=kernel_reasons, max_flows=max_flows, view=not no_view,
+                       metrics_port=metrics_port, log=log)
+    if metrics_addr is not None:
+        opts.metrics_addr = metrics_addr
+    if metrics_max_ports is not None:
+        opts.metrics_max_ports = metrics_max_ports
+    if log_max_bytes is not None:
+        opts.log_max_bytes = log_max_bytes
+    if log_backups is not None:
+        opts.log_backups = log_backups
     raise SystemExit(int(run_live(Environment.from_system(), opts)))
 
 

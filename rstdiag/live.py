@@ -18,13 +18,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .classify import ACCEPT_BURST_SECONDS, as_duplicate, classify, refine_bursts
 from .decode import Decoder
@@ -45,7 +46,11 @@ from .livecapture import (
     loopback_index,
     skip_outgoing_loopback,
 )
+from .logsink import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, RotatingWriter, VerdictLog, verdict_record
 from .records import RST, RawFrame
+
+if TYPE_CHECKING:
+    from .metrics import LiveMetrics
 
 LIVE_SNAPLEN = 384  # without -w: every header rstdiag reads, and the text a RST may carry
 TICK = 0.25  # seconds between refreshes: view, provisional verdicts, pcap flush, statistics
@@ -56,6 +61,8 @@ MAX_DISAGREEMENTS = 20
 # an accept-overflow verdict's burst refinement waits for the RSTs within ACCEPT_BURST_SECONDS
 # after it to be final: their after-window, and a sweep's delay
 BURST_HOLD = ACCEPT_BURST_SECONDS + AFTER_SECONDS + 1.5
+METRICS_ADDR = "0.0.0.0"  # a fleet's Prometheus scrapes from elsewhere
+METRICS_MAX_PORTS = 32  # server ports with series of their own; the rest are port="other"
 
 
 @dataclass(slots=True)
@@ -93,11 +100,15 @@ class Pipeline:
 
     def __init__(self, source: str, linktype: int, publish: Callable[[Verdict, bool], None], *,
                  max_flows: int | None = None, kernel_reasons: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_final: Callable[[Verdict], None] | None = None) -> None:
         self.source = source
         self.clock = clock  # arrival times of RSTs (a test replays a capture in its own time)
         self.linktype = linktype
         self.publish = publish
+        # once per RST, with its final label, sender and server (the metrics count these: what
+        # comes later, burst refinement and the kernel's reason, changes none of them)
+        self.on_final = on_final
         self.decoder = Decoder()
         self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
         self.frames = 0
@@ -204,12 +215,15 @@ class Pipeline:
         r = self._rsts.get(frame)
         if r is None:
             r = self._rsts[frame] = _Rst(frame, self.clock(), None)
+        first = not r.final
         r.case = None
         r.final = True
         r.settled = self.clock()
         r.base = self._judge(case)
         r.refined = None
         self._settled.append(r)
+        if first and self.on_final is not None:
+            self.on_final(r.base)
         if r.base.label is Label.ACCEPT_OVERFLOW and r.base.duplicate_of is None:
             self._burst(r)
         else:
@@ -286,7 +300,7 @@ class Pipeline:
 
 
 def _summary_line(pipe: Pipeline, source: str, write: str | None, dropped: int, stopped: str,
-                  seconds: float) -> dict[str, object]:
+                  seconds: float, host: str | None = None) -> dict[str, object]:
     out: dict[str, object] = {
         "summary": pipe.summary(),
         "interface": source,
@@ -300,6 +314,8 @@ def _summary_line(pipe: Pipeline, source: str, write: str | None, dropped: int, 
         "stopped": stopped,
         "seconds": round(seconds, 3),
     }
+    if host is not None:
+        out["host"] = host
     if pipe.matcher is not None:
         k = pipe.kernel
         out["kernel_reasons"] = {"agree": k.agree, "disagree": k.disagree,
@@ -310,10 +326,13 @@ def _summary_line(pipe: Pipeline, source: str, write: str | None, dropped: int, 
 
 
 class JsonlOutput:
-    """One JSON object per verdict per line, flushed at once; a summary object last."""
+    """One JSON object per verdict per line, flushed at once; a summary object last.
 
-    def __init__(self, out: TextIO) -> None:
+    With `host`, each verdict names the host that saw it (as in the --log file)."""
+
+    def __init__(self, out: TextIO, host: str | None = None) -> None:
         self.out = out
+        self.host = host
         self.broken = False
 
     def start(self) -> None:
@@ -322,11 +341,8 @@ class JsonlOutput:
     def verdict(self, v: Verdict, update: bool) -> None:
         if self.broken:
             return
-        d = v.to_dict()
-        if update:
-            d["update"] = True
         try:
-            self.out.write(json.dumps(d) + "\n")
+            self.out.write(json.dumps(verdict_record(v, update, self.host)) + "\n")
             self.out.flush()
         except BrokenPipeError:
             self.broken = True
@@ -498,10 +514,18 @@ class LiveOptions:
     snaplen: int | None = None
     buffer_kib: int = DEFAULT_BUFFER_KIB
     promiscuous: bool = True
-    fmt: str | None = None  # table, jsonl, None: table on a terminal, else jsonl
+    fmt: str | None = None  # table, jsonl, None: table on a terminal or with --no-view, else jsonl
     color: bool | None = None
     kernel_reasons: bool = False
     max_flows: int | None = None
+    view: bool = True  # the live view, on a terminal only (--no-view: headless)
+    metrics_port: int | None = None  # serve Prometheus metrics (0: any free port)
+    metrics_addr: str = METRICS_ADDR
+    metrics_max_ports: int = METRICS_MAX_PORTS
+    log: str | None = None  # verdicts as JSON lines, rotated by size
+    log_max_bytes: int = DEFAULT_MAX_BYTES
+    log_backups: int = DEFAULT_BACKUPS
+    host: str | None = None  # the `host` of logged verdicts; None: this host's name
 
 
 def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
@@ -510,22 +534,25 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
 
     try:
         iface = lookup_interface(opts.interface)
-        snaplen = opts.snaplen or (DEFAULT_SNAPLEN if opts.write else LIVE_SNAPLEN)
-        expression = filter_expression(opts.expression)
-        program = compile_filter(expression, iface.cooked, snaplen)
-        if iface.hatype == ARPHRD_LOOPBACK:
-            program = skip_outgoing_loopback(program, None)
-        elif iface.name == "any":
-            lo = loopback_index()
-            if lo is not None:
-                program = skip_outgoing_loopback(program, lo)
-        if opts.kernel_reasons:
-            from .kernel_reasons import unavailable
-
-            why = unavailable()
-            if why is not None:
-                raise LiveCaptureError(f"--kernel-reasons: {why}")
         with contextlib.ExitStack() as stack:
+            host = opts.host or socket.gethostname()
+            log = _open_log(env, opts, host, stack)
+            metrics = _serve_metrics(env, opts, stack)
+            snaplen = opts.snaplen or (DEFAULT_SNAPLEN if opts.write else LIVE_SNAPLEN)
+            expression = filter_expression(opts.expression)
+            program = compile_filter(expression, iface.cooked, snaplen)
+            if iface.hatype == ARPHRD_LOOPBACK:
+                program = skip_outgoing_loopback(program, None)
+            elif iface.name == "any":
+                lo = loopback_index()
+                if lo is not None:
+                    program = skip_outgoing_loopback(program, lo)
+            if opts.kernel_reasons:
+                from .kernel_reasons import unavailable
+
+                why = unavailable()
+                if why is not None:
+                    raise LiveCaptureError(f"--kernel-reasons: {why}")
             capture = LiveCapture(iface, program, buffer_bytes=opts.buffer_kib * 1024,
                                   promiscuous=opts.promiscuous)
             stack.callback(capture.close)
@@ -551,7 +578,8 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
             if tracer is not None:
                 print(f"rstdiag: kernel reasons from {tracer.path}", file=env.stderr,
                       flush=True)
-            session = _Session(env, opts, iface.name, iface.linktype, capture, writer, tracer)
+            session = _Session(env, opts, iface.name, iface.linktype, capture, writer, tracer,
+                               host=host, log=log, metrics=metrics)
             return session.run()
     except LiveCaptureError as exc:
         env.error(str(exc))
@@ -560,31 +588,79 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
         return ExitStatus.INTERRUPTED
 
 
+def _open_log(env: Environment, opts: LiveOptions, host: str,
+              stack: contextlib.ExitStack) -> VerdictLog | None:
+    """The --log sink, or LiveCaptureError (one line) when FILE cannot be written."""
+    if opts.log is None:
+        return None
+    try:
+        writer = RotatingWriter(opts.log, opts.log_max_bytes, opts.log_backups)
+    except OSError as exc:
+        raise LiveCaptureError(f"--log {opts.log}: cannot write the log "
+                               f"({exc.strerror or exc})") from None
+    log = VerdictLog(writer, host, env.warn)
+    stack.callback(log.close)
+    print(f"rstdiag: verdicts logged to {opts.log} (rotated at {opts.log_max_bytes} bytes, "
+          f"{opts.log_backups} kept)", file=env.stderr, flush=True)
+    return log
+
+
+def _serve_metrics(env: Environment, opts: LiveOptions, stack: contextlib.ExitStack
+                   ) -> LiveMetrics | None:
+    """The Prometheus endpoint, or LiveCaptureError (one line) when it cannot listen."""
+    if opts.metrics_port is None:
+        return None
+    from .metrics import LiveMetrics  # prometheus_client: only when metrics are asked for
+
+    metrics = LiveMetrics(max_ports=opts.metrics_max_ports, kernel_reasons=opts.kernel_reasons)
+    where = (f"[{opts.metrics_addr}]" if ":" in opts.metrics_addr else opts.metrics_addr) + \
+        f":{opts.metrics_port}"
+    try:
+        server = metrics.serve(opts.metrics_addr, opts.metrics_port)
+    except OSError as exc:
+        raise LiveCaptureError(f"--metrics-port: cannot serve metrics on {where} "
+                               f"({exc.strerror or exc})") from None
+    stack.callback(server.close)
+    print(f"rstdiag: metrics on {server.url}", file=env.stderr, flush=True)
+    return metrics
+
+
 class _Session:
     def __init__(self, env: Environment, opts: LiveOptions, source: str, linktype: int,
-                 capture: LiveCapture, writer, tracer: ResetTracer | None) -> None:  # type: ignore[no-untyped-def]
+                 capture: LiveCapture, writer, tracer: ResetTracer | None, *,  # type: ignore[no-untyped-def]
+                 host: str | None = None, log: VerdictLog | None = None,
+                 metrics: LiveMetrics | None = None) -> None:
         self.env = env
         self.opts = opts
         self.source = source
         self.capture = capture
         self.writer = writer
         self.tracer = tracer
-        fmt = opts.fmt or ("table" if env.stdout_isatty else "jsonl")
+        self.log = log
+        self.metrics = metrics
+        self.host = host
+        view = opts.view and env.stdout_isatty
+        fmt = opts.fmt or ("table" if view or not opts.view else "jsonl")
         if fmt == "jsonl":
-            self.output: JsonlOutput | TableOutput = JsonlOutput(env.stdout)
+            self.output: JsonlOutput | TableOutput = JsonlOutput(env.stdout, host)
         else:
-            self.output = TableOutput(env.stdout, color=opts.color,
-                                      interactive=env.stdout_isatty,
+            self.output = TableOutput(env.stdout, color=opts.color, interactive=view,
                                       kernel_reasons=tracer is not None)
         # a verdict's `file`: the -w file, whose frame numbers the verdicts give, else the
         # interface
-        self.pipe = Pipeline(opts.write or source, linktype, self.output.verdict,
-                             max_flows=opts.max_flows, kernel_reasons=tracer is not None)
+        self.pipe = Pipeline(opts.write or source, linktype, self._publish,
+                             max_flows=opts.max_flows, kernel_reasons=tracer is not None,
+                             on_final=metrics.final if metrics is not None else None)
         self.stop: str | None = None
         self.idle = True  # the last read found the ring empty: the analysis keeps up
         self._last_wall = 0.0
         self.count = opts.count or 0
         self._signals: dict[int, object] = {}
+
+    def _publish(self, verdict: Verdict, update: bool) -> None:
+        self.output.verdict(verdict, update)
+        if self.log is not None:
+            self.log.verdict(verdict, update)
 
     def _handle(self, sec: int, nsec: int, data: bytes, wirelen: int) -> bool:
         if self.writer is not None:
@@ -654,6 +730,17 @@ class _Session:
         self.pipe.tick(wall, now, events)
         if self.writer is not None:
             self.writer.flush()
+        self._sync_metrics()
+
+    def _sync_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        from .metrics import Totals
+
+        k = self.pipe.kernel
+        self.metrics.sync(Totals(packets=self.pipe.frames, dropped=self.capture.dropped,
+                                 flows_active=len(self.pipe.tracker.flows), agree=k.agree,
+                                 disagree=k.disagree, no_opinion=k.no_opinion))
 
     def _status(self, st: Status, started: float) -> None:
         st.packets = self.pipe.frames
@@ -671,12 +758,13 @@ class _Session:
         if self.tracer is not None:
             self.pipe.matcher.events(self.tracer.drain())  # type: ignore[union-attr]
         self.pipe.finish()
+        self._sync_metrics()
         if self.writer is not None:
             self.writer.close()
         st = Status(self.source, kernel=self.pipe.kernel if self.tracer else None)
         self._status(st, started)
         summary = _summary_line(self.pipe, self.source, self.opts.write, st.dropped,
-                                self.stop or "end", st.seconds)
+                                self.stop or "end", st.seconds, self.host)
         self.output.end(st, summary)
         if st.dropped:
             self.env.warn(f"{st.dropped} packets dropped by the kernel before rstdiag saw them: "

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from livereplay import latest, replay
 from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
 from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, parse_line
 from rstdiag.labels import Confidence, Label
-from rstdiag.live import TICK, JsonlOutput, Pipeline
+from rstdiag.live import JsonlOutput
 from rstdiag.livecapture import (
     LiveCaptureError,
     compile_filter,
@@ -49,54 +52,6 @@ RSTDIAG = [shutil.which("rstdiag")] if shutil.which("rstdiag") else [sys.executa
 
 
 # =============================================================================== replayed
-
-def replay(path: Path) -> tuple[list[tuple[dict[str, object], float]], Pipeline]:
-    """Feed a capture through the live pipeline in the capture's own time, ticking as
-    `rstdiag live` does, then 6 quiet seconds and the end. Returns each published object (as
-    the jsonl output writes it) with the clock when it was published."""
-    reader, stream = open_capture(str(path))
-    frames = list(reader)
-    stream.close()
-    now = [frames[0].ts]
-    out: list[tuple[dict[str, object], float]] = []
-
-    def publish(v, update: bool) -> None:  # type: ignore[no-untyped-def]
-        d = v.to_dict()
-        if update:
-            d["update"] = True
-        out.append((d, now[0]))
-
-    pipe = Pipeline(path.name, frames[0].linktype, publish, clock=lambda: now[0])
-    tick = now[0] + TICK
-    for raw in frames:
-        quiet = 0
-        while raw.ts >= tick:
-            now[0] = tick
-            pipe.tick(tick, tick)
-            tick += TICK
-            quiet += 1
-            if quiet > 60 and raw.ts - tick > 20:  # a long silence: skip to its last seconds
-                tick, quiet = raw.ts - 20, 0
-        now[0] = raw.ts
-        pipe.linktype = raw.linktype  # pcapng: interfaces of several link types
-        sec = int(raw.ts)
-        pipe.packet(sec, round((raw.ts - sec) * 1e9), raw.data, raw.wirelen)
-    for _ in range(int(6 / TICK)):
-        now[0] = tick
-        pipe.tick(tick, tick)
-        tick += TICK
-    pipe.finish()
-    return out, pipe
-
-
-def latest(objects: list[dict[str, object]]) -> dict[int, dict[str, object]]:
-    """The last object published for each frame: what a reader of the stream ends up with."""
-    last: dict[int, dict[str, object]] = {}
-    for d in objects:
-        if "frame" in d:
-            last[d["frame"]] = {k: v for k, v in d.items() if k != "update"}  # type: ignore[index]
-    return last
-
 
 PUBLIC = ROOT.parent / "shared" / "pcaps-public"
 
@@ -333,6 +288,56 @@ def test_capture_without_privilege_says_how_to_get_it() -> None:
     assert one_error_line(out) == (
         "rstdiag: error: capture needs root or CAP_NET_RAW: run with sudo or setcap "
         "cap_net_raw,cap_net_admin+eip $(which python3)")
+
+
+def test_metrics_port_in_use_is_one_error_line_and_status_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli("live", "-i", "lo", "--metrics-addr", "127.0.0.1", "--metrics-port", str(port),
+                  "--duration", "1")
+    assert out.returncode == 2
+    assert one_error_line(out) == (f"rstdiag: error: --metrics-port: cannot serve metrics on "
+                                   f"127.0.0.1:{port} (Address already in use)")
+    assert out.stdout == ""
+
+
+def test_metrics_address_that_is_not_this_hosts_is_one_error_line_and_status_2() -> None:
+    out = cli("live", "-i", "lo", "--metrics-addr", "192.0.2.1", "--metrics-port", "9465",
+              "--duration", "1")
+    assert out.returncode == 2
+    assert one_error_line(out) == ("rstdiag: error: --metrics-port: cannot serve metrics on "
+                                   "192.0.2.1:9465 (Cannot assign requested address)")
+
+
+def test_unwritable_log_is_one_error_line_and_status_2(tmp_path: Path) -> None:
+    log = tmp_path / "no-such-dir" / "rst.jsonl"
+    out = cli("live", "-i", "lo", "--log", str(log), "--duration", "1")
+    assert out.returncode == 2
+    assert one_error_line(out) == (f"rstdiag: error: --log {log}: cannot write the log "
+                                   "(No such file or directory)")
+    assert not log.parent.exists()
+
+
+@pytest.mark.parametrize(("option", "value", "needs"), [
+    ("--metrics-addr", "127.0.0.1", "--metrics-port"),
+    ("--metrics-max-ports", "8", "--metrics-port"),
+    ("--log-max-bytes", "1M", "--log"),
+    ("--log-backups", "3", "--log"),
+])
+def test_metrics_and_log_settings_without_their_option_are_a_usage_error(
+        option: str, value: str, needs: str) -> None:
+    out = cli("live", "-i", "lo", option, value, "--duration", "1")
+    assert out.returncode == 2
+    assert f"{option} goes with {needs}" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_log_size_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    out = cli("live", "-i", "lo", "--log", str(tmp_path / "rst.jsonl"), "--log-max-bytes",
+              "lots", "--duration", "1")
+    assert out.returncode == 2
+    assert "'lots' is not a size" in out.stderr and "Traceback" not in out.stderr
 
 
 # =============================================================================== real sockets
@@ -589,3 +594,51 @@ def test_interface_down_is_one_error_line_and_status_2(requires_netns: None) -> 
         assert "interface lo is down" in one_error_line(out)
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@netns
+def test_live_jsonl_names_the_host_in_every_verdict_and_the_summary(live_runs: LiveRuns) -> None:
+    r = live_runs["linger-abort"]
+    assert r.objects and {d["host"] for d in r.objects} == {socket.gethostname()}
+
+
+def on_a_terminal(args: list[str], timeout: float = 30) -> tuple[int, str]:
+    """Run with stdout on a pseudo-terminal (as in an interactive shell): status, output."""
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(args, stdout=sub, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(sub)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the other end closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(main)
+    proc.wait(timeout)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+HIDE_CURSOR = "\x1b[?25l"  # rich's live view hides the cursor while it redraws
+
+
+@netns
+@pytest.mark.parametrize(("flags", "view"), [((), True), (("--no-view",), False)])
+def test_no_view_keeps_a_terminal_free_of_the_live_view(requires_netns: None,
+                                                        flags: tuple[str, ...],
+                                                        view: bool) -> None:
+    ns = f"rd-live-tty-{os.getpid()}-{threading.get_ident() % 1000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        status, text = on_a_terminal(["ip", "netns", "exec", ns, *RSTDIAG, "live", "-i", "lo",
+                                      "--duration", "1.5", *flags])
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    assert status == 0, text
+    assert (HIDE_CURSOR in text) is view
+    assert "0 RSTs in 0 TCP flows" in text  # the summary at the end, either way
