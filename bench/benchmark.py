@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("-n", "--packets", type=int, default=2_000_000)
     parser.add_argument("--snaplen", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="rstdiag's --jobs (default: rstdiag's own, one per core)")
     parser.add_argument("--skip", action="append", default=[],
                         help="tool to leave out (tshark takes a minute on 2M packets)")
     args = parser.parse_args()
@@ -87,7 +89,8 @@ def main() -> None:
     outdir.mkdir(exist_ok=True)
     rstdiag = shutil.which("rstdiag") or "rstdiag"
     tools = {
-        "rstdiag": [rstdiag, "read", "--format", "json", str(capture)],
+        "rstdiag": [rstdiag, "read", "--format", "json",
+                    *(["--jobs", str(args.jobs)] if args.jobs else []), str(capture)],
         "tcptrace": ["tcptrace", "-n", str(capture)],
         "tshark": ["tshark", "-r", str(capture), "-Y", "tcp.flags.reset==1"],
         "tcpdump": ["tcpdump", "-r", str(capture), "-w", "/dev/null"],

@@ -113,8 +113,12 @@ class Pipeline:
         self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
         self.frames = 0
         self.last_ts = 0.0  # capture time of the latest packet
+        self.first_ts: float | None = None
         self.rst_count = 0  # distinct RSTs published
         self.counts: Counter[Label] = Counter()
+        # RSTs per (second, label) as shown: the timeline at the end, in memory that grows
+        # with the capture's duration, not with its RSTs
+        self.per_second: Counter[tuple[int, Label]] = Counter()
         self.kernel = KernelStats()
         self.matcher = ReasonMatcher() if kernel_reasons else None
         self._rsts: dict[int, _Rst] = {}
@@ -130,6 +134,8 @@ class Pipeline:
     def packet(self, sec: int, nsec: int, data: bytes, wirelen: int) -> None:
         self.frames += 1
         self.last_ts = ts = sec + nsec * 1e-9
+        if self.first_ts is None:
+            self.first_ts = ts
         pkt = self.decoder.decode(RawFrame(self.frames, ts, self.linktype, data, wirelen))
         if pkt is None:
             return
@@ -284,9 +290,11 @@ class Pipeline:
         update = r.shown is not None
         if r.shown is not None:
             self.counts[r.shown.label] -= 1
+            self.per_second[int(r.shown.ts), r.shown.label] -= 1
         else:
             self.rst_count += 1
         self.counts[verdict.label] += 1
+        self.per_second[int(verdict.ts), verdict.label] += 1
         r.shown = verdict
         self.publish(verdict, update)
 
@@ -375,6 +383,10 @@ class Status:
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     kernel: KernelStats | None = None
+    # (second, label, RSTs) of every RST shown, and the capture's first and last packet time
+    timeline: list[tuple[float, Label, int]] = field(default_factory=list)
+    first_ts: float | None = None
+    last_ts: float | None = None
 
 
 class TableOutput:
@@ -472,6 +484,7 @@ class TableOutput:
         from rich.text import Text
 
         from .render import LABEL_STYLES
+        from .timeline import bucketize_points, buckets_for_width, render_timeline
 
         try:
             if self.rows:
@@ -488,6 +501,11 @@ class TableOutput:
                 table.add_row(f"[{LABEL_STYLES[lab]}]{label}[/]", str(count),
                               HINTS[lab].split(";")[0])
             self.console.print(table)
+            if status.rsts >= 2:  # as read prints it under its summary
+                timeline = bucketize_points(status.timeline, start=status.first_ts,
+                                            end=status.last_ts,
+                                            buckets=buckets_for_width(self.console.width))
+                self.console.print(render_timeline(timeline, LABEL_STYLES))
             k = status.kernel
             if k is not None:
                 text = (f"kernel reasons: {k.agree} agree, {k.disagree} disagree"
@@ -610,7 +628,11 @@ def _serve_metrics(env: Environment, opts: LiveOptions, stack: contextlib.ExitSt
     """The Prometheus endpoint, or LiveCaptureError (one line) when it cannot listen."""
     if opts.metrics_port is None:
         return None
-    from .metrics import LiveMetrics  # prometheus_client: only when metrics are asked for
+    try:
+        from .metrics import LiveMetrics  # prometheus_client: only when metrics are asked for
+    except ImportError as exc:  # a broken install: it is a declared dependency
+        raise LiveCaptureError(f"--metrics-port needs the prometheus_client package "
+                               f"({exc}): pip install prometheus_client") from None
 
     metrics = LiveMetrics(max_ports=opts.metrics_max_ports, kernel_reasons=opts.kernel_reasons)
     where = (f"[{opts.metrics_addr}]" if ":" in opts.metrics_addr else opts.metrics_addr) + \
@@ -751,6 +773,12 @@ class _Session:
         st.seconds = time.monotonic() - started
         st.counts = self.pipe.summary()
 
+    def _final_status(self, st: Status, started: float) -> None:
+        self._status(st, started)
+        st.timeline = [(float(second), label, n)
+                       for (second, label), n in sorted(self.pipe.per_second.items()) if n]
+        st.first_ts, st.last_ts = self.pipe.first_ts, self.pipe.last_ts or None
+
     def _end(self, status: ExitStatus, started: float) -> ExitStatus:
         if self.tracer is not None and self.stop != "error":
             time.sleep(0.1)  # the last events of the trace pipe
@@ -762,7 +790,7 @@ class _Session:
         if self.writer is not None:
             self.writer.close()
         st = Status(self.source, kernel=self.pipe.kernel if self.tracer else None)
-        self._status(st, started)
+        self._final_status(st, started)
         summary = _summary_line(self.pipe, self.source, self.opts.write, st.dropped,
                                 self.stop or "end", st.seconds, self.host)
         self.output.end(st, summary)

@@ -73,10 +73,18 @@ def bucketize(verdicts: Iterable[Verdict], *, start: float | None = None,
     RST (a capture's RSTs lie within its packets' times, but do not trust it). An empty input
     gives a timeline without counts.
     """
+    return bucketize_points(((v.ts, v.label, 1) for v in verdicts), start=start, end=end,
+                            buckets=buckets)
+
+
+def bucketize_points(points: Iterable[tuple[float, Label, int]], *, start: float | None = None,
+                     end: float | None = None, buckets: int = DEFAULT_BUCKETS) -> Timeline:
+    """`bucketize` of (time, label, how many RSTs) points: counts kept per second, say, by a
+    live capture that cannot keep every verdict."""
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
-    points = [(v.ts, v.label) for v in verdicts]
-    times = [ts for ts, _ in points]
+    points = list(points)
+    times = [ts for ts, _, _ in points]
     lo = min([t for t in (start, *times) if t is not None], default=0.0)
     hi = max([t for t in (end, *times) if t is not None], default=lo)
     hi = max(hi, lo)
@@ -84,8 +92,8 @@ def bucketize(verdicts: Iterable[Verdict], *, start: float | None = None,
         buckets = 1
     frame = Timeline(lo, hi, buckets, {})
     per_label: dict[Label, list[int]] = {}
-    for ts, label in points:
-        per_label.setdefault(label, [0] * buckets)[frame.bucket_of(ts)] += 1
+    for ts, label, count in points:
+        per_label.setdefault(label, [0] * buckets)[frame.bucket_of(ts)] += count
     counts = {label: tuple(per_label[label]) for label in Label if label in per_label}
     return Timeline(lo, hi, buckets, counts)
 

@@ -11,6 +11,7 @@ otherwise); the kernel-reason checks also need tracefs with tcp:tcp_send_reset.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pty
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from corpus import public
 from livereplay import latest, replay
 from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
@@ -35,7 +37,7 @@ from scenarios import SCENARIOS, Run
 from rstdiag.analysis import analyze_file
 from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, parse_line
 from rstdiag.labels import Confidence, Label
-from rstdiag.live import JsonlOutput
+from rstdiag.live import JsonlOutput, Status, TableOutput
 from rstdiag.livecapture import (
     LiveCaptureError,
     compile_filter,
@@ -642,3 +644,26 @@ def test_no_view_keeps_a_terminal_free_of_the_live_view(requires_netns: None,
     assert status == 0, text
     assert (HIDE_CURSOR in text) is view
     assert "0 RSTs in 0 TCP flows" in text  # the summary at the end, either way
+
+
+def test_rsts_per_second_match_the_final_verdicts_of_the_replay() -> None:
+    """What the closing timeline draws: every RST once, at its second, under its final label."""
+    out, pipe = replay(public("censorship-detection__tripwire-1597963966.pcap"))
+    final = latest([d for d, _ in out])
+    expected = Counter((int(float(d["ts"])), Label(str(d["label"]))) for d in final.values())
+    assert +pipe.per_second == expected
+
+
+def test_table_output_ends_with_the_rst_timeline_under_the_summary() -> None:
+    out = io.StringIO()
+    table = TableOutput(out, color=False, interactive=False, kernel_reasons=False)
+    status = Status("eth0", packets=50, rsts=3, counts={"closed-port": 2, "half-open": 1},
+                    timeline=[(1000.0, Label.CLOSED_PORT, 2), (1090.0, Label.HALF_OPEN, 1)],
+                    first_ts=995.0, last_ts=1100.0)
+    table.end(status, {})
+    lines = out.getvalue().splitlines()
+    summary = next(i for i, line in enumerate(lines) if "3 RSTs in" in line)
+    rows = [line for line in lines[summary:] if "█" in line]
+    assert [row.split()[:2] for row in rows] == [["all", "3"], ["closed-port", "2"],
+                                                 ["half-open", "1"]]
+    assert "peak 00:16:39, 2 RSTs" in rows[1]
