@@ -222,18 +222,7 @@ class FlowTracker:
     def feed(self, pkt: Packet) -> list[RstCase]:
         """Track one packet; return the cases that became ready."""
         ready: list[RstCase] = []
-        self._packets += 1
-        if pkt.ts > self._now:
-            self._now = pkt.ts
-        a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
-        key = (a + b) if a <= b else (b + a)
-        flow = self.flows.get(key)
-        if flow is not None and self._starts_new_connection(flow, pkt):
-            ready.extend(self._forget(key))
-            flow = None
-        if flow is None:
-            flow = self._new_flow(key, pkt, ready)
-        self._track(flow, pkt, ready)
+        self._track(self._flow_of(pkt, ready), pkt, ready)
         if self.sweep_every and self._packets % self.sweep_every == 0:
             ready.extend(self.sweep())
         return ready
@@ -244,17 +233,7 @@ class FlowTracker:
         its FINs and its last packet's time; and its sender's TTL. The rest of its state stays
         empty: no verdict ever reads it."""
         ready: list[RstCase] = []
-        self._packets += 1
-        if pkt.ts > self._now:
-            self._now = pkt.ts
-        a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
-        key = (a + b) if a <= b else (b + a)
-        flow = self.flows.get(key)
-        if flow is not None and self._starts_new_connection(flow, pkt):
-            ready.extend(self._forget(key))
-            flow = None
-        if flow is None:
-            flow = self._new_flow(key, pkt, ready, history=1)
+        flow = self._flow_of(pkt, ready, history=1)
         flow.last_ts = pkt.ts
         client = flow.sides[0]
         side = client if pkt.src == client.addr and pkt.sport == client.port else flow.sides[1]
@@ -265,6 +244,22 @@ class FlowTracker:
             side.fin_frame = pkt.frame
         self.note_host_ttl(pkt.src, pkt.ttl)
         return ready
+
+    def _flow_of(self, pkt: Packet, ready: list[RstCase], history: int = HISTORY) -> Flow:
+        """Count the packet and find its flow: the one in the table, or a new one (on a new
+        4-tuple, or a new connection on a closed one) keeping `history` segments."""
+        self._packets += 1
+        if pkt.ts > self._now:
+            self._now = pkt.ts
+        a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+        key = (a + b) if a <= b else (b + a)
+        flow = self.flows.get(key)
+        if flow is not None and self._starts_new_connection(flow, pkt):
+            ready.extend(self._forget(key))
+            flow = None
+        if flow is None:
+            flow = self._new_flow(key, pkt, ready, history)
+        return flow
 
     def finish(self) -> list[RstCase]:
         """End of input: every waiting case is ready."""

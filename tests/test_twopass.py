@@ -31,12 +31,23 @@ def same_report(path: Path, **kwargs: int) -> tuple[FileReport, FileReport, TwoP
     return fast.run(), Analysis(str(path), **kwargs).run(), fast
 
 
+def assert_equal_reports(fast: FileReport, simple: FileReport) -> None:
+    assert fast.to_dict() == simple.to_dict()
+    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+
+
 def assert_same(path: Path, **kwargs: int) -> FileReport:
     fast, simple, analysis = same_report(path, **kwargs)
     assert analysis.fell_back is None
-    assert fast.to_dict() == simple.to_dict()
-    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+    assert_equal_reports(fast, simple)
     return fast
+
+
+def assert_same_when_split(path: Path, parts: int) -> None:
+    split = TwoPassAnalysis(str(path), chunk_bytes=SMALL_CHUNK, parts=parts)
+    fast, simple = split.run(), Analysis(str(path)).run()
+    assert split.fell_back is None
+    assert_equal_reports(fast, simple)
 
 
 def classic_pcaps(folder: Path) -> list[Path]:
@@ -59,8 +70,7 @@ def test_public_pcaps_read_the_same(name: str) -> None:
     fast, simple, analysis = same_report(path)
     if analysis.fell_back is not None:  # a link type the bulk decoder leaves alone
         assert "link type" in analysis.fell_back
-    assert fast.to_dict() == simple.to_dict()
-    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+    assert_equal_reports(fast, simple)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in PUBLIC.glob("*.pcapng"))
@@ -75,8 +85,7 @@ def test_public_pcapng_converted_to_pcap_read_the_same(name: str, tmp_path: Path
     if done.returncode != 0:  # several link types in one file: pcap cannot hold them
         pytest.skip(f"editcap cannot write it as pcap: {done.stderr.decode().strip()}")
     fast, simple, _ = same_report(converted)
-    assert fast.to_dict() == simple.to_dict()
-    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+    assert_equal_reports(fast, simple)
 
 
 @pytest.fixture(scope="module")
@@ -123,20 +132,12 @@ def test_flows_split_between_processes_give_the_same_report(name: str) -> None:
     path = PUBLIC / name
     if not path.exists():
         pytest.skip(f"public corpus not found at {PUBLIC}")
-    split = TwoPassAnalysis(str(path), chunk_bytes=SMALL_CHUNK, parts=3)
-    fast, simple = split.run(), Analysis(str(path)).run()
-    assert split.fell_back is None
-    assert fast.to_dict() == simple.to_dict()
-    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+    assert_same_when_split(path, parts=3)
 
 
 def test_generated_capture_split_between_processes_reads_the_same(generated) -> None:  # type: ignore[no-untyped-def]
     path = generated("split.pcap", "-n", "80000", "--flows", "3000", "--seed", "11")
-    split = TwoPassAnalysis(str(path), chunk_bytes=SMALL_CHUNK, parts=2)
-    fast, simple = split.run(), Analysis(str(path)).run()
-    assert split.fell_back is None
-    assert fast.to_dict() == simple.to_dict()
-    assert [v.to_dict() for v in fast.verdicts] == [v.to_dict() for v in simple.verdicts]
+    assert_same_when_split(path, parts=2)
 
 
 def test_small_flow_table_falls_back_to_the_simple_path(generated) -> None:  # type: ignore[no-untyped-def]
@@ -144,7 +145,7 @@ def test_small_flow_table_falls_back_to_the_simple_path(generated) -> None:  # t
     fast, simple, analysis = same_report(path, max_flows=1000)
     assert analysis.fell_back is not None and "flow table" in analysis.fell_back
     assert simple.evicted_flows > 0
-    assert fast.to_dict() == simple.to_dict()
+    assert_equal_reports(fast, simple)
 
 
 def test_big_classic_pcap_files_take_the_two_pass_path(monkeypatch: pytest.MonkeyPatch) -> None:
