@@ -1,9 +1,18 @@
-"""Shared fixtures: the real-kernel lab (tests/netlab.py), skipped where it cannot run."""
+"""Shared fixtures: the real-kernel lab (tests/netlab.py), skipped where it cannot run.
+
+fuzz/ is put on the import path too: its capture builders (fuzz/seeds.py) and the fuzzer's
+checks (fuzz/fuzz_read.py) serve the tests as well.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from netlab import netns_unavailable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
 
 @pytest.fixture(scope="session")

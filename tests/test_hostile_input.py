@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import seeds as S  # fuzz/seeds.py (conftest.py puts fuzz/ on the path): capture builders
 from corpus import PROJECT_PCAPS, PUBLIC
+from fuzz_read import check_one
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,9 +34,6 @@ from rstdiag.analysis import Analysis
 from rstdiag.errors import CaptureError
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "fuzz"))
-import seeds as S  # noqa: E402  (fuzz/seeds.py: the capture builders the fuzzer seeds from)
-from fuzz_read import check_one  # noqa: E402
 
 # The command installed with this interpreter (pyenv shims may point elsewhere), else PATH's.
 RSTDIAG = (shutil.which("rstdiag", path=os.path.dirname(sys.executable))

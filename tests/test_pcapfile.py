@@ -20,6 +20,7 @@ import pytest
 from corpus import PUBLIC
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seeds import block, epb, idb, option, shb, spb  # fuzz/seeds.py, via conftest.py
 
 from rstdiag import pcapfile
 from rstdiag.errors import CaptureError
@@ -43,38 +44,6 @@ def pcap(
     for sec, frac, data, wirelen in packets:
         out += struct.pack(endian + "IIII", sec, frac, len(data), wirelen) + data
     return out
-
-
-def block(btype: int, body: bytes, endian: str = "<") -> bytes:
-    """A pcapng block: type, total length, body padded to 32 bits, total length again."""
-    body += b"\0" * (-len(body) % 4)
-    length = len(body) + 12
-    return struct.pack(endian + "II", btype, length) + body + struct.pack(endian + "I", length)
-
-
-def option(code: int, value: bytes, endian: str = "<") -> bytes:
-    return struct.pack(endian + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def shb(endian: str = "<") -> bytes:
-    body = struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1)
-    return block(0x0A0D0D0A, body, endian)
-
-
-def idb(linktype: int, options: bytes = b"", endian: str = "<") -> bytes:
-    if options:
-        options += option(0, b"", endian)
-    return block(1, struct.pack(endian + "HHI", linktype, 0, 0) + options, endian)
-
-
-def epb(iface: int, ticks: int, data: bytes, wirelen: int | None = None, endian="<") -> bytes:
-    wirelen = len(data) if wirelen is None else wirelen
-    head = struct.pack(endian + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wirelen)
-    return block(6, head + data, endian)
-
-
-def spb(data: bytes, wirelen: int, endian: str = "<") -> bytes:
-    return block(3, struct.pack(endian + "I", wirelen) + data, endian)
 
 
 def packet_block(iface: int, ticks: int, data: bytes, endian: str = "<") -> bytes:
