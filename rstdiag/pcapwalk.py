@@ -28,6 +28,7 @@ from .pcapfile import (
 )
 
 CHUNK_BYTES = 8 << 20
+CHUNK_RECORDS = 16384  # at most: small records (a snaplen cut) would make a chunk's arrays big
 
 
 class NotBulk(Exception):
@@ -71,14 +72,19 @@ class RecordWalker:
         view = memoryview(buf)
         start = PCAP_HEADER_LEN  # file offset of buf[0]
         self._stream.seek(start)
-        have = 0
+        have, eof = 0, False
         while True:
-            got = self._stream.readinto(view[have:]) or 0
-            end = have + got
+            if not eof:
+                got = self._stream.readinto(view[have:]) or 0
+                eof = got == 0
+                have += got
+            end = have
             positions: list[int] = []
             add = positions.append
             pos, last = 0, end - PCAP_RECORD_HEADER_LEN
-            while pos <= last:
+            for _ in range(CHUNK_RECORDS):
+                if pos > last:
+                    break
                 add(pos)
                 pos += PCAP_RECORD_HEADER_LEN + caplen_at(buf, pos + 8)[0]
             if pos > end:  # the last record runs past the chunk: it starts the next one
@@ -94,7 +100,7 @@ class RecordWalker:
                 yield Chunk(buf, pos, start, offsets, self.frames + 1)
                 self.frames += len(offsets)
             rest = end - pos
-            if got == 0:
+            if eof and not positions:  # what is left is not a whole record
                 if rest:
                     caplen = self._whole_header_caplen(buf, pos, end)
                     need = PCAP_RECORD_HEADER_LEN + (caplen or 0)
