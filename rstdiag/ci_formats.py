@@ -26,7 +26,7 @@ from rich.table import Table
 from .analysis import FileReport
 from .gate import CheckResult, Outcome, ordered_labels
 from .labels import Label, Verdict
-from .render import CSV_FIELDS, LABEL_STYLES, PipeSafeConsole, document
+from .render import CSV_FIELDS, LABEL_STYLES, PipeSafeConsole, document, write_document
 from .utctime import utc_text
 
 CHECK_FORMATS = ("table", "json", "junit", "github", "markdown")
@@ -132,8 +132,7 @@ def write_json(result: CheckResult, reports: Sequence[FileReport], out: TextIO) 
     """The document of `read --format json`, plus the "check" object."""
     doc = document(reports)
     doc["check"] = result.to_dict()
-    json.dump(doc, out, indent=2)
-    out.write("\n")
+    write_document(doc, out)
 
 
 # --- junit --------------------------------------------------------------------------------

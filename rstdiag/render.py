@@ -60,8 +60,23 @@ def document(reports: Sequence[FileReport]) -> dict[str, object]:
 
 
 def write_json(reports: Sequence[FileReport], out: TextIO) -> None:
-    json.dump(document(reports), out, indent=2)
-    out.write("\n")
+    write_document(document(reports), out)
+
+
+def write_document(doc: dict[str, object], out: TextIO) -> None:
+    """`json.dump(doc, out, indent=2)`, but each RST of "rsts" on a line of its own.
+
+    json's indented output is written by its pure-Python encoder: 2.4 s for the 25,000 RSTs of
+    a 2-million-packet capture. One line per RST is the C encoder's, and as easy to grep."""
+    out.write("{")
+    for n, (key, value) in enumerate(doc.items()):
+        out.write(",\n  " if n else "\n  ")
+        out.write(json.dumps(key) + ": ")
+        if key == "rsts" and isinstance(value, list) and value:
+            out.write("[\n    " + ",\n    ".join(map(json.dumps, value)) + "\n  ]")
+        else:
+            out.write(json.dumps(value, indent=2).replace("\n", "\n  "))
+    out.write("\n}\n")
 
 
 def write_jsonl(reports: Sequence[FileReport], out: TextIO) -> None:

@@ -178,11 +178,11 @@ def test_output_closed_early_exits_quietly() -> None:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_still_prints_the_summary_of_what_was_read(tmp_path: Path,
                                                                 stop: signal.Signals) -> None:
+    data = public("zeek__dhe.pcap").read_bytes()  # first: a skip must not leave rstdiag waiting
     fifo = tmp_path / "capture.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen([RSTDIAG, "read", "--format", "json", str(fifo)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    data = public("zeek__dhe.pcap").read_bytes()
     with open(fifo, "wb") as writer:
         writer.write(data)  # the whole capture, but the pipe stays open: rstdiag waits
         writer.flush()
@@ -214,3 +214,17 @@ def test_the_cli_module_does_not_import_scapy() -> None:
     code = "import sys, rstdiag.cli, rstdiag.analysis; print('scapy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+def test_json_document_is_the_indented_document_with_one_rst_a_line() -> None:
+    from rstdiag.analysis import analyze_file
+    from rstdiag.render import document, write_json
+
+    reports = [analyze_file(str(public("zeek__rst-inject-rae.pcap")))]
+    out = io.StringIO()
+    write_json(reports, out)
+    text = out.getvalue()
+    assert json.loads(text) == json.loads(json.dumps(document(reports)))
+    rst_lines = [line for line in text.splitlines() if line.startswith('    {"file"')]
+    assert len(rst_lines) == len(reports[0].verdicts) > 1
+    assert text.startswith('{\n  "version": 1,\n  "files": [\n    {\n      "path"')
