@@ -130,7 +130,7 @@ def write_table(result: CheckResult, reports: Sequence[FileReport], out: TextIO,
 
 def write_json(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
     """The document of `read --format json`, plus the "check" object."""
-    doc = document(reports)
+    doc = document(reports, stream=True)
     doc["check"] = result.to_dict()
     write_document(doc, out)
 

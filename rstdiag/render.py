@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from rich.console import Console
@@ -48,19 +48,21 @@ LABEL_STYLES = {
 }
 
 
-def document(reports: Sequence[FileReport]) -> dict[str, object]:
-    """The JSON document of `read --format json` (schema in the README)."""
+def document(reports: Sequence[FileReport], stream: bool = False) -> dict[str, object]:
+    """The JSON document of `read --format json` (schema in the README). `stream`: "rsts" is
+    an iterator, for write_document, so that the RSTs' dicts are not all in memory at once."""
     verdicts = [v for r in reports for v in r.verdicts]
+    rsts = (v.to_dict() for v in verdicts)
     return {
         "version": SCHEMA_VERSION,
         "files": [r.to_dict() for r in reports],
-        "rsts": [v.to_dict() for v in verdicts],
+        "rsts": rsts if stream else list(rsts),
         "summary": summarize(verdicts),
     }
 
 
 def write_json(reports: Sequence[FileReport], out: TextIO) -> None:
-    write_document(document(reports), out)
+    write_document(document(reports, stream=True), out)
 
 
 def write_document(doc: dict[str, object], out: TextIO) -> None:
@@ -72,11 +74,20 @@ def write_document(doc: dict[str, object], out: TextIO) -> None:
     for n, (key, value) in enumerate(doc.items()):
         out.write(",\n  " if n else "\n  ")
         out.write(json.dumps(key) + ": ")
-        if key == "rsts" and isinstance(value, list) and value:
-            out.write("[\n    " + ",\n    ".join(map(json.dumps, value)) + "\n  ]")
+        if key == "rsts":
+            _write_rsts(value, out)  # type: ignore[arg-type]
         else:
             out.write(json.dumps(value, indent=2).replace("\n", "\n  "))
     out.write("\n}\n")
+
+
+def _write_rsts(rsts: Iterable[dict[str, object]], out: TextIO) -> None:
+    out.write("[")
+    empty = True
+    for rst in rsts:
+        out.write(("\n    " if empty else ",\n    ") + json.dumps(rst))
+        empty = False
+    out.write("]" if empty else "\n  ]")
 
 
 def write_jsonl(reports: Sequence[FileReport], out: TextIO) -> None:
