@@ -190,14 +190,15 @@ def open_analysis(path: str, max_flows: int | None = None, processes: int = 1) -
     """The analysis for one capture: big classic pcap files get the two-pass path
     (rstdiag.twopass), which gives the same report sooner, its flows split between
     `processes`; everything else the simple one."""
-    if _big_pcap(path):
+    if is_big_pcap(path):
         from .twopass import TwoPassAnalysis  # numpy: imported only when it pays
 
         return TwoPassAnalysis(path, max_flows, parts=processes)
     return Analysis(path, max_flows)
 
 
-def _big_pcap(path: str) -> bool:
+def is_big_pcap(path: str) -> bool:
+    """A classic pcap file of BULK_MIN_BYTES or more: the two-pass path's."""
     try:
         if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < BULK_MIN_BYTES:
             return False

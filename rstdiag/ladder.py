@@ -349,6 +349,17 @@ class _WatchingDecoder(Decoder):
             self.why_not = _WHY_NOT.get(why, "unsupported link type" if why else "")
         return pkt
 
+    def decode_frame(self, path: str, frame: int) -> None:
+        """Read the capture as far as `frame` and decode that one."""
+        from .pcapfile import open_capture
+
+        reader, stream = open_capture(path)
+        with stream:
+            for raw in reader:
+                if raw.frame == frame:
+                    self.decode(raw)
+                    return
+
 
 _WHY_NOT = {
     "non_ip": "not IP",
@@ -360,7 +371,17 @@ _WHY_NOT = {
 
 def collect_packets(path: str, key: FlowKey) -> list[Packet]:
     """Every TCP packet of the 4-tuple `key` in a capture, in file order."""
+    from .analysis import is_big_pcap
     from .pcapfile import open_capture
+
+    if is_big_pcap(path):
+        from .twopass import NotBulk, flow_packets
+
+        (a, a_port), (b, b_port) = key
+        try:
+            return flow_packets(path, 6 if len(a) == 16 else 4, a, a_port, b, b_port)
+        except NotBulk:
+            pass  # a link type or damage the bulk decoder leaves alone: read it simply
 
     reader, stream = open_capture(path)
     decoder = Decoder()
@@ -383,17 +404,21 @@ def explain_file(path: str, *, frame: int | None = None,
     Raises CaptureError for an unreadable capture, ExplainError when the frame is not a TCP
     packet of the capture or no packet belongs to the flow.
     """
-    from .analysis import Analysis
+    from .analysis import Analysis, open_analysis
 
     if (frame is None) == (flow is None):
         raise ValueError("give a frame or a flow")
-    analysis = Analysis(path, max_flows)
+    analysis = open_analysis(path, max_flows)
     watcher = _WatchingDecoder(frame)
-    analysis.decoder = watcher
+    simple = type(analysis) is Analysis
+    if simple:  # the frame's packet comes with the one pass
+        analysis.decoder = watcher
     report = analysis.run()
     if frame is not None:
         if not 1 <= frame <= report.frames:
             raise ExplainError(f"no frame {frame}: the capture has {report.frames} frames")
+        if not simple:  # the two-pass path decodes only the packets it needs
+            watcher.decode_frame(path, frame)
         if watcher.packet is None:
             why = f" ({watcher.why_not})" if watcher.why_not else ""
             raise ExplainError(f"frame {frame} is not a TCP packet{why}")

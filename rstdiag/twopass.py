@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 import numpy as np
@@ -112,43 +113,28 @@ class TwoPassAnalysis(Analysis):
             self._scan_stream(stream, progress)
 
     def _scan_stream(self, stream: BinaryIO, progress: Callable[[int], None] | None) -> None:
-        layout = pcap_layout(stream.read(PCAP_HEADER_LEN))
-        if layout is None or not bulk_linktype(layout[2]):
-            raise NotBulk("not a classic pcap of a link type the bulk decoder reads")
-        endian, scale, linktype = layout
+        self._layout = layout = BulkLayout.read(stream)
         self.report.format = "pcap"
         size = os.fstat(stream.fileno()).st_size or 1
-        walker = RecordWalker(stream, endian, self._chunk_bytes)
+        walker = RecordWalker(stream, layout.endian, self._chunk_bytes)
         try:
             for chunk in walker.walk():
-                self._find_rst_flows(chunk, self._rows(chunk, endian, scale, linktype))
+                self._find_rst_flows(chunk, layout.rows(chunk))
                 if progress is not None:
                     progress((chunk.start + chunk.size) // 2)
             self.report.warnings.extend(walker.warnings)
             self._rst_hashes = np.unique(np.array(
                 [_key_hash_of(key) for key in self._rst_keys], dtype=np.uint64))
             for chunk in walker.replay():
-                self._feed_chunk(chunk, self._rows(chunk, endian, scale, linktype))
+                self._feed_chunk(chunk, layout.rows(chunk))
                 if progress is not None:
                     progress(size // 2 + (chunk.start + chunk.size) // 2)
         finally:
             walker.close()
         self._sweep_until(self._tcp_seen + 1)
 
-    def _rows(self, chunk: Chunk, endian: str, scale: float, linktype: int) -> Rows:
-        self._byteorder: Literal["little", "big"] = "little" if endian == "<" else "big"
-        self._linktype = linktype
-        return decode_chunk(chunk.data, chunk.size, chunk.offsets,
-                            little_endian=endian == "<", scale=scale, linktype=linktype)
-
     def _raw(self, chunk: Chunk, i: int, rows: Rows) -> RawFrame:
-        """Record i of a chunk, as the simple reader gives it."""
-        at = int(chunk.offsets[i])
-        data = chunk.data
-        caplen = int.from_bytes(data[at + 8 : at + 12], self._byteorder)
-        wirelen = int.from_bytes(data[at + 12 : at + 16], self._byteorder)
-        return RawFrame(chunk.first_frame + i, float(rows.ts[i]), self._linktype,
-                        bytes(data[at + 16 : at + 16 + caplen]), wirelen)
+        return self._layout.raw(chunk, i, rows)
 
     # -- pass 1 ----------------------------------------------------------------------------
 
@@ -304,6 +290,67 @@ class TwoPassAnalysis(Analysis):
         if len(self._seen_v4) + len(self._seen_v6) > MAX_SEEN_PAIRS:
             raise NotBulk("too many hosts to follow their TTLs")
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkLayout:
+    """What the bulk path needs of a classic pcap's file header."""
+
+    endian: str
+    scale: float
+    linktype: int
+
+    @classmethod
+    def read(cls, stream: BinaryIO) -> BulkLayout:
+        """The layout from the header at the stream's start; NotBulk for any other file."""
+        layout = pcap_layout(stream.read(PCAP_HEADER_LEN))
+        if layout is None or not bulk_linktype(layout[2]):
+            raise NotBulk("not a classic pcap of a link type the bulk decoder reads")
+        return cls(*layout)
+
+    @property
+    def byteorder(self) -> Literal["little", "big"]:
+        return "little" if self.endian == "<" else "big"
+
+    def rows(self, chunk: Chunk) -> Rows:
+        return decode_chunk(chunk.data, chunk.size, chunk.offsets,
+                            little_endian=self.endian == "<", scale=self.scale,
+                            linktype=self.linktype)
+
+    def raw(self, chunk: Chunk, i: int, rows: Rows) -> RawFrame:
+        """Record i of a chunk, as the simple reader gives it."""
+        at = int(chunk.offsets[i])
+        data = chunk.data
+        caplen = int.from_bytes(data[at + 8 : at + 12], self.byteorder)
+        wirelen = int.from_bytes(data[at + 12 : at + 16], self.byteorder)
+        return RawFrame(chunk.first_frame + i, float(rows.ts[i]), self.linktype,
+                        bytes(data[at + 16 : at + 16 + caplen]), wirelen)
+
+
+def flow_packets(path: str, version: int, a: bytes, a_port: int, b: bytes, b_port: int
+                 ) -> list[Packet]:
+    """Every TCP packet of one 4-tuple in a big classic pcap, in file order: the chunks'
+    flow keys compared at once, only the matches (and what numpy leaves) decoded.
+    NotBulk for a file the bulk decoder does not read."""
+    target = packet_key(version, a, a_port, b, b_port)
+    found: list[Packet] = []
+    decoder = Decoder()
+    with open(path, "rb") as stream:
+        layout = BulkLayout.read(stream)
+        walker = RecordWalker(stream, layout.endian)
+        try:
+            for chunk in walker.walk():
+                rows = layout.rows(chunk)
+                match = rows.plain.copy()
+                for column, value in zip(canonical_keys(rows), target, strict=True):
+                    match &= column == value
+                for i in np.flatnonzero(match | ~rows.plain).tolist():
+                    pkt = decoder.decode(layout.raw(chunk, i, rows))
+                    if pkt is not None and _key_of(pkt) == target:
+                        found.append(pkt)
+        finally:
+            walker.close()
+    return found
 
 
 def _run_part(job: tuple[str, int | None, int, int, int]) -> tuple[list[Verdict], int, int]:
