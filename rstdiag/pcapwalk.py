@@ -28,6 +28,9 @@ from .pcapfile import (
 )
 
 CHUNK_BYTES = 8 << 20
+# Bytes left free after a chunk's data, so that rstdiag.vecdecode can take a fixed-size window
+# from the start of every record, the last one's too, without copying indices.
+TAIL = 256
 CHUNK_RECORDS = 16384  # at most: small records (a snaplen cut) would make a chunk's arrays big
 
 
@@ -37,7 +40,7 @@ class NotBulk(Exception):
 
 @dataclass(slots=True)
 class Chunk:
-    data: bytearray  # the chunk's bytes (the buffer is reused by the next chunk)
+    data: bytearray  # the chunk's bytes, then at least TAIL more (reused by the next chunk)
     size: int  # bytes of `data` that belong to this chunk
     start: int  # file offset of data[0]
     offsets: np.ndarray  # int64 position in `data` of each record header
@@ -68,8 +71,8 @@ class RecordWalker:
 
     def walk(self) -> Iterator[Chunk]:
         caplen_at = self._caplen
-        buf = bytearray(self._chunk_bytes)
-        view = memoryview(buf)
+        buf = bytearray(self._chunk_bytes + TAIL)
+        view = memoryview(buf)[: self._chunk_bytes]
         start = PCAP_HEADER_LEN  # file offset of buf[0]
         self._stream.seek(start)
         have, eof = 0, False
@@ -112,7 +115,7 @@ class RecordWalker:
             have = rest
 
     def replay(self) -> Iterator[Chunk]:
-        buf = bytearray(self._chunk_bytes)
+        buf = bytearray(self._chunk_bytes + TAIL)
         view = memoryview(buf)
         self._spool.seek(0)
         frame = 1

@@ -188,19 +188,23 @@ class TwoPassAnalysis(Analysis):
         made = dict(zip(plain_fed.tolist(),
                         plain_packets(chunk.data, chunk.size, chunk.offsets, rows, plain_fed,
                                       chunk.first_frame), strict=True))
-        for i in rows_fed.tolist():
+        tracker, sweeps, flows = self.tracker, self._sweeps, self.tracker.flows
+        # Python lists, not numpy indexing, in this loop over every packet fed
+        for i, is_chosen, in_rst_flow, number in zip(
+                rows_fed.tolist(), chosen[rows_fed].tolist(), rst_flow[rows_fed].tolist(),
+                tcp_number[rows_fed].tolist(), strict=True):
             pkt = complex_pkts.get(i) or made.get(i) or \
                 self._feed_decoder.decode(self._raw(chunk, i, rows))
             assert pkt is not None  # plain rows decode
-            if not chosen[i]:
-                self.tracker.note_host_ttl(pkt.src, pkt.ttl)
+            if not is_chosen:
+                tracker.note_host_ttl(pkt.src, pkt.ttl)
                 continue
-            self._sweep_until(int(tcp_number[i]))
+            if sweeps and sweeps[0][0] < number:
+                self._sweep_until(number)
             self.fed += 1
-            feed = self.tracker.feed if rst_flow[i] else self.tracker.feed_lifecycle
-            for case in feed(pkt):
+            for case in (tracker.feed if in_rst_flow else tracker.feed_lifecycle)(pkt):
                 self._judge(case)
-            if len(self.tracker.flows) > max_flows:
+            if len(flows) > max_flows:
                 raise NotBulk("the flow table fills up: the simple path evicts flows")
         self._tcp_seen += int(np.count_nonzero(is_tcp)) if n else 0
 
