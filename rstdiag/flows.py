@@ -230,8 +230,8 @@ class FlowTracker:
     def feed_lifecycle(self, pkt: Packet) -> list[RstCase]:
         """Track, of a packet of a flow known never to carry a RST (rstdiag.twopass knows), only
         what the flow's life in the table depends on: its creation, its SYNs' sequence number,
-        its FINs and its last packet's time; and its sender's TTL. The rest of its state stays
-        empty: no verdict ever reads it."""
+        its FINs and its last packet's time. The rest of its state stays empty: no verdict ever
+        reads it. Its sender's TTL is the caller's to note (note_host_ttl) if it matters."""
         ready: list[RstCase] = []
         flow = self._flow_of(pkt, ready, history=1)
         flow.last_ts = pkt.ts
@@ -242,7 +242,6 @@ class FlowTracker:
             side.isn = pkt.seq
         if flags & FIN and side.fin_frame is None:
             side.fin_frame = pkt.frame
-        self.note_host_ttl(pkt.src, pkt.ttl)
         return ready
 
     def _flow_of(self, pkt: Packet, ready: list[RstCase], history: int = HISTORY) -> Flow:
@@ -388,8 +387,8 @@ class FlowTracker:
         )
 
     def note_host_ttl(self, src: bytes, ttl: int) -> None:
-        """A non-RST packet of a flow tracked elsewhere (rstdiag.twopass splits flows between
-        processes): only its sender's TTL, which every process's table needs."""
+        """Only the sender's TTL, of a non-RST packet not fed here (rstdiag.twopass feeds a
+        subset, and splits flows between processes): the host TTL table sees it all the same."""
         ttls = self.host_ttls.get(src)
         if ttls is None:
             self.host_ttls[src] = {ttl}

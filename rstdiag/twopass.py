@@ -49,8 +49,6 @@ from .vecdecode import (
     plain_packets,
 )
 
-MAX_SEEN_PAIRS = 8 * MAX_HOSTS  # (host, TTL) pairs remembered before falling back
-
 _HASH_MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                      0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
                      0x94D049BB133111EB)
@@ -73,8 +71,16 @@ class TwoPassAnalysis(Analysis):
         self._feed_decoder = Decoder()  # its counts are not the file's: it sees a subset
         self._rst_keys: set[Key] = set()
         self._rst_hashes = np.zeros(0, dtype=np.uint64)
+        # Hosts that send a RST: only their TTLs are ever read (RstCase.sender_host_ttls), so
+        # only their (host, TTL) pairs are followed; and every non-RST sender, counted as the
+        # simple path's host table counts them
+        self._senders_v4: set[int] = set()
+        self._senders_v6: set[tuple[int, int]] = set()
+        self._sender_array_v4 = np.zeros(0, dtype=np.uint64)
         self._seen_v4: set[int] = set()
         self._seen_v6: set[tuple[int, int, int]] = set()
+        self._hosts_v4: set[int] = set()
+        self._hosts_v6: set[tuple[int, int]] = set()
         self._sweeps: deque[tuple[int, float]] = deque()  # (after TCP packet n, clock)
         self._tcp_seen = 0
         self._clock = float("-inf")
@@ -102,11 +108,19 @@ class TwoPassAnalysis(Analysis):
         with context.Pool(len(jobs), initializer=leave_interrupts_to_parent) as pool:
             pending = pool.map_async(_run_part, jobs)
             self._scan(progress)
+            self._end_scan()  # its memory is free before the workers' verdicts come in
             for verdicts, flows, fed in pending.get():
                 self._verdicts.update((v.frame, v) for v in verdicts)
                 self.tracker.stats.flows += flows
                 self.fed += fed
         return self.finish()
+
+    def _end_scan(self) -> None:
+        """Judge the cases still waiting and let go of the flow table and the pass's sets."""
+        for case in self.tracker.finish():
+            self._judge(case)
+        self._rst_keys, self._seen_v4, self._seen_v6 = set(), set(), set()
+        self._hosts_v4, self._hosts_v6 = set(), set()
 
     def _scan(self, progress: Callable[[int], None] | None) -> None:
         with open(self.path, "rb") as stream:
@@ -125,6 +139,7 @@ class TwoPassAnalysis(Analysis):
             self.report.warnings.extend(walker.warnings)
             self._rst_hashes = np.unique(np.array(
                 [_key_hash_of(key) for key in self._rst_keys], dtype=np.uint64))
+            self._sender_array_v4 = np.array(sorted(self._senders_v4), dtype=np.uint64)
             for chunk in walker.replay():
                 self._feed_chunk(chunk, layout.rows(chunk))
                 if progress is not None:
@@ -149,11 +164,23 @@ class TwoPassAnalysis(Analysis):
             keys = canonical_keys(rows)
             for key in zip(*(column[rst].tolist() for column in keys), strict=True):
                 self._rst_keys.add(key)
+            v6 = rows.version[rst] == 6
+            self._senders_v4.update(rows.src_lo[rst][~v6].tolist())
+            self._senders_v6.update(zip(rows.src_hi[rst][v6].tolist(),
+                                        rows.src_lo[rst][v6].tolist(), strict=True))
         probe = Decoder()
         for i in np.flatnonzero(~rows.plain).tolist():
             pkt = probe.decode(self._raw(chunk, i, rows))
             if pkt is not None and pkt.flags & RST:
                 self._rst_keys.add(_key_of(pkt))
+                self._add_host(pkt.src, self._senders_v4, self._senders_v6)
+
+    @staticmethod
+    def _add_host(addr: bytes, v4: set[int], v6: set[tuple[int, int]]) -> None:
+        if len(addr) == 16:
+            v6.add((int.from_bytes(addr[:8], "big"), int.from_bytes(addr[8:], "big")))
+        else:
+            v4.add(int.from_bytes(addr, "big"))
 
     # -- pass 2 ----------------------------------------------------------------------------
 
@@ -166,6 +193,8 @@ class TwoPassAnalysis(Analysis):
             if pkt is not None:
                 complex_pkts[i] = pkt
                 is_tcp[i] = True
+                if not pkt.flags & RST:
+                    self._add_host(pkt.src, self._hosts_v4, self._hosts_v6)
         plain_count = int(np.count_nonzero(rows.plain))
         self.decoder.stats.frames += plain_count
         self.decoder.stats.tcp += plain_count
@@ -176,10 +205,10 @@ class TwoPassAnalysis(Analysis):
         for i, pkt in complex_pkts.items():
             key = _key_of(pkt)
             rst_flow[i] = key in self._rst_keys
-            if self._owns(_key_hash_of(key)):
-                chosen[i] = True
-            elif not pkt.flags & RST:
-                ttl_only[i] = True
+            own = self._owns(_key_hash_of(key))
+            chosen[i] = own
+            # what feed() does not note itself (noting a TTL twice changes nothing)
+            ttl_only[i] = not pkt.flags & RST and not (own and rst_flow[i])
 
         # a share of the table: beyond it, the whole table might be beyond max_flows
         max_flows = self.tracker.max_flows // self._parts
@@ -190,14 +219,15 @@ class TwoPassAnalysis(Analysis):
                                       chunk.first_frame), strict=True))
         tracker, sweeps, flows = self.tracker, self._sweeps, self.tracker.flows
         # Python lists, not numpy indexing, in this loop over every packet fed
-        for i, is_chosen, in_rst_flow, number in zip(
-                rows_fed.tolist(), chosen[rows_fed].tolist(), rst_flow[rows_fed].tolist(),
-                tcp_number[rows_fed].tolist(), strict=True):
+        for i, is_chosen, note_ttl, in_rst_flow, number in zip(
+                rows_fed.tolist(), chosen[rows_fed].tolist(), ttl_only[rows_fed].tolist(),
+                rst_flow[rows_fed].tolist(), tcp_number[rows_fed].tolist(), strict=True):
             pkt = complex_pkts.get(i) or made.get(i) or \
                 self._feed_decoder.decode(self._raw(chunk, i, rows))
             assert pkt is not None  # plain rows decode
-            if not is_chosen:
+            if note_ttl:
                 tracker.note_host_ttl(pkt.src, pkt.ttl)
+            if not is_chosen:
                 continue
             if sweeps and sweeps[0][0] < number:
                 self._sweep_until(number)
@@ -221,7 +251,8 @@ class TwoPassAnalysis(Analysis):
         """Run the queued sweeps that the simple path ran before TCP packet `tcp_number`."""
         while self._sweeps and self._sweeps[0][0] < tcp_number:
             _, clock = self._sweeps.popleft()
-            if len(self.tracker.host_ttls) > MAX_HOSTS:
+            # counted a chunk ahead: this may fall back a little early, never too late
+            if len(self._hosts_v4) + len(self._hosts_v6) > MAX_HOSTS:
                 raise NotBulk("the host table fills up: the simple path trims it")
             for case in self.tracker.sweep_at(clock):
                 self._judge(case)
@@ -250,11 +281,10 @@ class TwoPassAnalysis(Analysis):
         chosen |= rst_flow
         first_ttl = np.zeros(len(plain), dtype=bool)
         first_ttl[index[self._first_ttl_rows(rows, index)]] = True
-        if self._parts == 1:
-            return chosen | first_ttl, ttl_only, rst_flow
         own = np.zeros(len(plain), dtype=bool)
-        own[index] = self._owns(hashes)
-        return own & (chosen | first_ttl), ~own & first_ttl, rst_flow
+        own[index] = self._owns(hashes) if self._parts > 1 else True
+        # feed() notes the TTLs of the packets it gets; the others are noted apart
+        return own & chosen, first_ttl & ~(own & rst_flow), rst_flow
 
     def _rst_flow_rows(self, keys: list[np.ndarray], hashes: np.ndarray, group_of: np.ndarray,
                        first: np.ndarray) -> np.ndarray:
@@ -272,27 +302,31 @@ class TwoPassAnalysis(Analysis):
 
     def _first_ttl_rows(self, rows: Rows, index: np.ndarray) -> np.ndarray:
         """Positions (within the plain rows) of the first non-RST packet of each new
-        (source host, TTL) pair."""
+        (source host, TTL) pair, for the hosts that send a RST; every source is counted."""
         out: list[np.ndarray] = []
         not_rst = (rows.flags[index] & RST) == 0
         v4 = not_rst & (rows.version[index] == 4)
         if v4.any():
-            codes = (rows.src_lo[index[v4]] << np.uint64(8)) | rows.ttl[index[v4]]
+            sources = rows.src_lo[index[v4]]
+            self._hosts_v4.update(np.unique(sources).tolist())
+            sender = np.isin(sources, self._sender_array_v4)
+            codes = (sources[sender] << np.uint64(8)) | rows.ttl[index[v4]][sender]
             unique, first = np.unique(codes, return_index=True)
             new = np.array([code not in self._seen_v4 for code in unique.tolist()], dtype=bool)
             self._seen_v4.update(unique[new].tolist())
-            out.append(np.flatnonzero(v4)[first[new]])
+            out.append(np.flatnonzero(v4)[np.flatnonzero(sender)[first[new]]])
         v6 = not_rst & (rows.version[index] == 6)
         if v6.any():
             at = index[v6]
             pairs = np.empty(len(at), dtype=[("hi", "u8"), ("lo", "u8"), ("ttl", "u1")])
             pairs["hi"], pairs["lo"], pairs["ttl"] = rows.src_hi[at], rows.src_lo[at], rows.ttl[at]
             unique, first = np.unique(pairs, return_index=True)
-            new = np.array([pair not in self._seen_v6 for pair in unique.tolist()], dtype=bool)
+            triples = unique.tolist()
+            self._hosts_v6.update((hi, lo) for hi, lo, _ in triples)
+            new = np.array([(hi, lo) in self._senders_v6 and (hi, lo, ttl) not in self._seen_v6
+                            for hi, lo, ttl in triples], dtype=bool)
             self._seen_v6.update(unique[new].tolist())
             out.append(np.flatnonzero(v6)[first[new]])
-        if len(self._seen_v4) + len(self._seen_v6) > MAX_SEEN_PAIRS:
-            raise NotBulk("too many hosts to follow their TTLs")
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
@@ -362,8 +396,7 @@ def _run_part(job: tuple[str, int | None, int, int, int]) -> tuple[list[Verdict]
     path, max_flows, chunk_bytes, parts, part = job
     analysis = TwoPassAnalysis(path, max_flows, chunk_bytes, parts, part)
     analysis._scan(None)
-    for case in analysis.tracker.finish():
-        analysis._judge(case)
+    analysis._end_scan()
     return list(analysis._verdicts.values()), analysis.tracker.stats.flows, analysis.fed
 
 
