@@ -10,7 +10,8 @@ verdict comes out the same:
    - of the other flows, what their life in the flow table depends on: each SYN and FIN, and
      the first and last packet of the flow between two sweeps of the table (so a flow is
      created, closed and forgotten exactly when the simple path does, and counted the same);
-   - the first packet of each (host, TTL) pair, which is all the host TTL table keeps.
+   - the TTL of the first packet of each (host, TTL) pair, for the hosts that send a RST: all
+     that verdicts read of the host TTL table.
    The tracker's sweeps are replayed at the packets where the simple path's happen, with the
    capture clock it had there.
 
