@@ -190,6 +190,16 @@ class TrackerStats:
     evicted: int = 0  # flows dropped because the table was full
 
 
+_NO_TTLS: frozenset[int] = frozenset()
+_NO_RSTS: tuple[Segment, ...] = ()
+
+
+def _lean_side(addr: bytes, port: int) -> SideState:
+    """A side of a flow that only feed_lifecycle touches. Its empty TTL set and RST list are
+    shared and immutable: 500 bytes less a flow, and a loud error if anything records into it."""
+    return SideState(addr, port, ttls=_NO_TTLS, rsts=_NO_RSTS)  # type: ignore[arg-type]
+
+
 def _roles(pkt: Packet) -> tuple[bool, str]:
     """(is the packet's sender the client?, how that was decided)."""
     if pkt.flags & SYN:
@@ -307,7 +317,10 @@ class FlowTracker:
     def _new_flow(self, key: tuple[bytes, int, bytes, int], pkt: Packet,
                   ready: list[RstCase], history: int = HISTORY) -> Flow:
         sender_is_client, how = _roles(pkt)
-        me, peer = SideState(pkt.src, pkt.sport), SideState(pkt.dst, pkt.dport)
+        if history == HISTORY:
+            me, peer = SideState(pkt.src, pkt.sport), SideState(pkt.dst, pkt.dport)
+        else:  # feed_lifecycle's: never recorded into, so no set and list of their own
+            me, peer = _lean_side(pkt.src, pkt.sport), _lean_side(pkt.dst, pkt.dport)
         sides = (me, peer) if sender_is_client else (peer, me)
         self.stats.flows += 1
         flow = Flow(self.stats.flows, sides, how, deque(maxlen=history), last_ts=pkt.ts)
