@@ -276,6 +276,8 @@ class TwoPassAnalysis(Analysis):
         hashes = _key_hash(keys)
         interval = (tcp_number[index] - 1) // SWEEP_EVERY
         first, last, group_of = _first_and_last(keys + [interval])
+        # A flow's first packet after a sweep may create it (its roles then decide whether a
+        # later SYN starts a new connection); its last one before a sweep is its idle time there.
         chosen[index[first]] = True
         chosen[index[last]] = True
         rst_flow[index[self._rst_flow_rows(keys, hashes, group_of, first)]] = True

@@ -15,12 +15,18 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
+import seeds  # fuzz/seeds.py, via conftest.py
 from corpus import PROJECT_PCAPS, PUBLIC
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rstdiag.analysis as analysis_module
+import rstdiag.twopass as twopass
 from rstdiag.analysis import Analysis, FileReport, open_analysis
+from rstdiag.flows import FlowTracker
 from rstdiag.twopass import TwoPassAnalysis
 
 GENERATOR = Path(__file__).resolve().parents[2] / "shared" / "tools" / "gen_bigpcap.py"
@@ -225,3 +231,115 @@ def test_flows_forgotten_at_a_sweep_are_forgotten_the_same_way(tmp_path: Path) -
     _write_pcap(path, frames)
     report = assert_same(path)
     assert report.flows == 5  # A, C, the filler, and A and C again after being forgotten
+
+
+# -- random captures: hypothesis ----------------------------------------------------------
+
+SMALL_SWEEP = 7  # sweeps every few packets, so that short random captures have many
+HOSTS4 = [bytes([10, 0, 0, i]) for i in (1, 2, 3)]
+HOSTS6 = [bytes(15) + bytes([i]) for i in (1, 2)]
+FLAGS = [seeds.SYN, seeds.SYN | seeds.ACK, seeds.ACK, seeds.PSH | seeds.ACK,
+         seeds.FIN | seeds.ACK, seeds.RST, seeds.RST | seeds.ACK]
+
+
+@st.composite
+def random_capture(draw: st.DrawFn) -> bytes:
+    """Packets between a few hosts and ports: flows collide, reuse 4-tuples, idle past the
+    table's timeouts, repeat themselves and go back in time; some records are not plain."""
+    ts = 1_700_000_000.0
+    records = []
+    for _ in range(draw(st.integers(1, 80))):
+        ts = max(ts + draw(st.sampled_from([0.0, 0.00001, 0.001, 0.4, 6.0, 40.0, 1000.0, -2.0])),
+                 1.0)
+        hosts = HOSTS6 if draw(st.integers(0, 9)) == 0 else HOSTS4
+        src, dst = draw(st.permutations(hosts))[:2]
+        ports = draw(st.lists(st.sampled_from([80, 443, 40000, 40001]), min_size=2,
+                              max_size=2))
+        segment = dict(seq=draw(st.sampled_from([0, 1000, 1001, 1011, 5000, 5001])),
+                       ack=draw(st.sampled_from([0, 1001, 1011, 5001])),
+                       flags=draw(st.sampled_from(FLAGS)),
+                       payload=bytes(draw(st.sampled_from([0, 0, 10]))))
+        if len(src) == 4:
+            ip = seeds.tcp4(src, dst, *ports, ttl=draw(st.sampled_from([64, 63, 128])),
+                            ipid=draw(st.sampled_from([0, 1, 2])), **segment)
+        else:
+            ip = seeds.tcp6(src, dst, *ports, hop_limit=draw(st.sampled_from([64, 63])),
+                            **segment)
+        vlan = draw(st.integers(0, 14)) == 0  # left to the simple decoder: not plain
+        records.append((ts, seeds.ethernet(ip, vlans=[7] if vlan else [])))
+    return seeds.pcap(records)
+
+
+def reports_both_ways(capture: bytes, parts: int) -> tuple[FileReport, FileReport]:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "random.pcap"
+        path.write_bytes(capture)
+        simple = Analysis(str(path))
+        simple.tracker = FlowTracker(simple.tracker.max_flows, sweep_every=SMALL_SWEEP)
+        with mock.patch.object(twopass, "SWEEP_EVERY", SMALL_SWEEP):
+            fast = TwoPassAnalysis(str(path), parts=parts)
+            fast_report = fast.run()
+        assert fast.fell_back is None
+        return fast_report, simple.run()
+
+
+@settings(max_examples=200, deadline=None)
+@given(random_capture())
+def test_random_captures_read_the_same_both_ways(capture: bytes) -> None:
+    assert_equal_reports(*reports_both_ways(capture, parts=1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(random_capture())
+def test_random_captures_split_between_processes_read_the_same(capture: bytes) -> None:
+    assert_equal_reports(*reports_both_ways(capture, parts=2))
+
+
+def test_a_closed_flow_busy_until_a_sweep_is_kept_as_the_simple_path_keeps_it() -> None:
+    """The table forgets a closed flow idle for 30 s at a sweep: what counts is its last packet
+    before the sweep, not its first one since the previous sweep."""
+    a, server, other = "10.0.0.1", "10.0.0.2", "10.0.0.9"
+    syn, ack, fin = 0x02, 0x10, 0x01
+    frames = [  # 1-7: flow A opens and closes; the table sweeps after packet 7
+        (0.001, _frame(a, server, 40000, 80, syn, 100)),
+        (0.002, _frame(server, a, 80, 40000, syn | ack, 900, 101)),
+        (0.003, _frame(a, server, 40000, 80, ack, 101, 901)),
+        (0.004, _frame(a, server, 40000, 80, fin | ack, 101, 901)),
+        (0.005, _frame(server, a, 80, 40000, fin | ack, 901, 102)),
+        (0.006, _frame(a, server, 40000, 80, ack, 102, 902)),
+        (0.007, _frame(other, server, 50000, 443, syn, 1)),
+        # 8-14: A's first packet of the interval is old by the sweep after 14, its last is not
+        (60.0, _frame(a, server, 40000, 80, ack, 102, 902)),
+        *[(61.0 + i, _frame(other, server, 50000, 443, ack, 2, 1)) for i in range(5)],
+        (95.0, _frame(a, server, 40000, 80, ack, 102, 902)),
+        # 15: still flow A, not a new one
+        (96.0, _frame(a, server, 40000, 80, ack, 102, 902)),
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "busy.pcap"
+        _write_pcap(path, frames)
+        capture = path.read_bytes()
+    fast, simple = reports_both_ways(capture, parts=1)
+    assert simple.flows == 2
+    assert_equal_reports(fast, simple)
+
+
+def test_a_flow_first_seen_midstream_gets_the_roles_the_simple_path_gives_it() -> None:
+    """Neither port names a service, so the first packet's sender is taken as the client; a
+    SYN from the other side after the close is then a new connection, retransmitted or not."""
+    p, q = "10.0.0.1", "10.0.0.2"
+    syn, ack, fin = 0x02, 0x10, 0x01
+    frames = [
+        (0.001, _frame(q, p, 40001, 40000, ack, 7000, 500)),
+        (0.002, _frame(p, q, 40000, 40001, syn, 500)),
+        (0.003, _frame(p, q, 40000, 40001, fin | ack, 501, 7000)),
+        (0.004, _frame(q, p, 40001, 40000, fin | ack, 7000, 502)),
+        (0.005, _frame(p, q, 40000, 40001, syn, 500)),
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "midstream.pcap"
+        _write_pcap(path, frames)
+        capture = path.read_bytes()
+    fast, simple = reports_both_ways(capture, parts=1)
+    assert simple.flows == 2
+    assert_equal_reports(fast, simple)
