@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -186,32 +185,28 @@ def test_truncated_capture_warns_as_the_simple_path_does(tmp_path: Path) -> None
 
 def _frame(src: str, dst: str, sport: int, dport: int, flags: int, seq: int = 0,
            ack: int = 0, payload: int = 0) -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4,
-                      flags, 512, 0, 0) + bytes(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp
+    return seeds.ethernet(seeds.tcp4(socket.inet_aton(src), socket.inet_aton(dst), sport, dport,
+                                     seq, ack, flags, bytes(payload)))
 
 
-def _write_pcap(path: Path, frames: list[tuple[float, bytes]]) -> None:
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for ts, data in frames:
-        sec = int(ts)
-        out.append(struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(data), len(data)))
-        out.append(data)
-    path.write_bytes(b"".join(out))
+def _opens_and_closes(client: str, server: str, cport: int, sport: int, isn: int = 100,
+                      peer_isn: int = 900) -> list[tuple[float, bytes]]:
+    """A connection's handshake and FIN exchange, 1 ms apart from t=0.001."""
+    syn, ack, fin = seeds.SYN, seeds.ACK, seeds.FIN
+    c, s = isn + 1, peer_isn + 1
+    segments = [(client, server, cport, sport, syn, isn, 0),
+                (server, client, sport, cport, syn | ack, peer_isn, c),
+                (client, server, cport, sport, ack, c, s),
+                (client, server, cport, sport, fin | ack, c, s),
+                (server, client, sport, cport, fin | ack, s, c + 1),
+                (client, server, cport, sport, ack, c + 1, s + 1)]
+    return [(0.001 * n, _frame(*segment)) for n, segment in enumerate(segments, 1)]
 
 
 def test_flows_forgotten_at_a_sweep_are_forgotten_the_same_way(tmp_path: Path) -> None:
     a, c, server, filler = "10.0.0.1", "10.0.0.3", "10.0.0.2", "10.0.0.9"
-    syn, ack, fin, rst, psh = 0x02, 0x10, 0x01, 0x04, 0x08
-    frames = [  # flow A opens and closes
-        (0.001, _frame(a, server, 40000, 80, syn, 100)),
-        (0.002, _frame(server, a, 80, 40000, syn | ack, 900, 101)),
-        (0.003, _frame(a, server, 40000, 80, ack, 101, 901)),
-        (0.004, _frame(a, server, 40000, 80, fin | ack, 101, 901)),
-        (0.005, _frame(server, a, 80, 40000, fin | ack, 901, 102)),
-        (0.006, _frame(a, server, 40000, 80, ack, 102, 902)),
+    syn, ack, rst, psh = seeds.SYN, seeds.ACK, seeds.RST, seeds.PSH
+    frames = [*_opens_and_closes(a, server, 40000, 80),
         # flow C opens, sends, and is reset: its case waits for what follows
         (0.010, _frame(c, server, 40001, 80, syn, 500)),
         (0.011, _frame(server, c, 80, 40001, syn | ack, 7000, 501)),
@@ -228,7 +223,7 @@ def test_flows_forgotten_at_a_sweep_are_forgotten_the_same_way(tmp_path: Path) -
         (62.001, _frame(server, a, 80, 40000, rst, 902)),
     ]
     path = tmp_path / "sweep.pcap"
-    _write_pcap(path, frames)
+    path.write_bytes(seeds.pcap(frames))
     report = assert_same(path)
     assert report.flows == 5  # A, C, the filler, and A and C again after being forgotten
 
@@ -299,14 +294,9 @@ def test_a_closed_flow_busy_until_a_sweep_is_kept_as_the_simple_path_keeps_it() 
     """The table forgets a closed flow idle for 30 s at a sweep: what counts is its last packet
     before the sweep, not its first one since the previous sweep."""
     a, server, other = "10.0.0.1", "10.0.0.2", "10.0.0.9"
-    syn, ack, fin = 0x02, 0x10, 0x01
+    syn, ack = seeds.SYN, seeds.ACK
     frames = [  # 1-7: flow A opens and closes; the table sweeps after packet 7
-        (0.001, _frame(a, server, 40000, 80, syn, 100)),
-        (0.002, _frame(server, a, 80, 40000, syn | ack, 900, 101)),
-        (0.003, _frame(a, server, 40000, 80, ack, 101, 901)),
-        (0.004, _frame(a, server, 40000, 80, fin | ack, 101, 901)),
-        (0.005, _frame(server, a, 80, 40000, fin | ack, 901, 102)),
-        (0.006, _frame(a, server, 40000, 80, ack, 102, 902)),
+        *_opens_and_closes(a, server, 40000, 80),
         (0.007, _frame(other, server, 50000, 443, syn, 1)),
         # 8-14: A's first packet of the interval is old by the sweep after 14, its last is not
         (60.0, _frame(a, server, 40000, 80, ack, 102, 902)),
@@ -315,11 +305,7 @@ def test_a_closed_flow_busy_until_a_sweep_is_kept_as_the_simple_path_keeps_it() 
         # 15: still flow A, not a new one
         (96.0, _frame(a, server, 40000, 80, ack, 102, 902)),
     ]
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "busy.pcap"
-        _write_pcap(path, frames)
-        capture = path.read_bytes()
-    fast, simple = reports_both_ways(capture, parts=1)
+    fast, simple = reports_both_ways(seeds.pcap(frames), parts=1)
     assert simple.flows == 2
     assert_equal_reports(fast, simple)
 
@@ -328,7 +314,7 @@ def test_a_flow_first_seen_midstream_gets_the_roles_the_simple_path_gives_it() -
     """Neither port names a service, so the first packet's sender is taken as the client; a
     SYN from the other side after the close is then a new connection, retransmitted or not."""
     p, q = "10.0.0.1", "10.0.0.2"
-    syn, ack, fin = 0x02, 0x10, 0x01
+    syn, ack, fin = seeds.SYN, seeds.ACK, seeds.FIN
     frames = [
         (0.001, _frame(q, p, 40001, 40000, ack, 7000, 500)),
         (0.002, _frame(p, q, 40000, 40001, syn, 500)),
@@ -336,10 +322,6 @@ def test_a_flow_first_seen_midstream_gets_the_roles_the_simple_path_gives_it() -
         (0.004, _frame(q, p, 40001, 40000, fin | ack, 7000, 502)),
         (0.005, _frame(p, q, 40000, 40001, syn, 500)),
     ]
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "midstream.pcap"
-        _write_pcap(path, frames)
-        capture = path.read_bytes()
-    fast, simple = reports_both_ways(capture, parts=1)
+    fast, simple = reports_both_ways(seeds.pcap(frames), parts=1)
     assert simple.flows == 2
     assert_equal_reports(fast, simple)
