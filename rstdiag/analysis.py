@@ -20,7 +20,7 @@ from .labels import Label, Verdict
 from .pcapfile import PCAP_HEADER_LEN, CaptureReader, open_capture, pcap_layout
 from .records import RawFrame
 
-BULK_MIN_BYTES = 16 << 20  # classic pcap files from this size on are read in two passes
+BULK_MIN_BYTES = 16 << 20  # pcap and pcapng files from this size on are read in two passes
 MAX_LINKTYPE_WARNINGS = 8  # distinct unsupported link types warned about one by one
 
 LINKTYPE_NAMES = {
@@ -198,14 +198,16 @@ def open_analysis(path: str, max_flows: int | None = None, processes: int = 1) -
 
 
 def is_big_pcap(path: str) -> bool:
-    """A classic pcap file of BULK_MIN_BYTES or more: the two-pass path's."""
+    """A pcap or pcapng file of BULK_MIN_BYTES or more: the two-pass path's (which falls back
+    to the simple one for a file it cannot read in bulk)."""
     try:
         if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < BULK_MIN_BYTES:
             return False
         with open(path, "rb") as stream:
-            return pcap_layout(stream.read(PCAP_HEADER_LEN)) is not None
+            head = stream.read(PCAP_HEADER_LEN)
     except OSError:
         return False
+    return pcap_layout(head) is not None or head[:4] == b"\x0a\x0d\x0d\x0a"
 
 
 def analyze_path(path: str, max_flows: int | None = None

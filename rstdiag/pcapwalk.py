@@ -21,9 +21,20 @@ from typing import BinaryIO
 import numpy as np
 
 from .pcapfile import (
+    DEFAULT_TS_UNITS,
+    EPB,
+    EPB_MIN_LEN,
+    IDB,
+    IDB_MIN_LEN,
+    IF_TSOFFSET,
+    IF_TSRESOL,
     MAX_PCAP_CAPLEN,
+    OPT_ENDOFOPT,
+    PB,
     PCAP_HEADER_LEN,
     PCAP_RECORD_HEADER_LEN,
+    SHB,
+    SPB,
     truncated_record_warning,
 )
 
@@ -69,11 +80,12 @@ class RecordWalker:
     def close(self) -> None:
         self._spool.close()
 
+    first_offset = PCAP_HEADER_LEN  # where the records start
+
     def walk(self) -> Iterator[Chunk]:
-        caplen_at = self._caplen
         buf = bytearray(self._chunk_bytes + TAIL)
         view = memoryview(buf)[: self._chunk_bytes]
-        start = PCAP_HEADER_LEN  # file offset of buf[0]
+        start = self.first_offset  # file offset of buf[0]
         self._stream.seek(start)
         have, eof = 0, False
         while True:
@@ -82,22 +94,10 @@ class RecordWalker:
                 eof = got == 0
                 have += got
             end = have
-            positions: list[int] = []
-            add = positions.append
-            pos, last = 0, end - PCAP_RECORD_HEADER_LEN
-            for _ in range(CHUNK_RECORDS):
-                if pos > last:
-                    break
-                add(pos)
-                pos += PCAP_RECORD_HEADER_LEN + caplen_at(buf, pos + 8)[0]
-            if pos > end:  # the last record runs past the chunk: it starts the next one
-                pos = positions.pop()
-            if pos < end and (caplen := self._whole_header_caplen(buf, pos, end)) is not None \
-                    and caplen > MAX_PCAP_CAPLEN:
-                raise NotBulk(f"corrupt record header (caplen {caplen})")
+            positions, pos = self._records(buf, end, start)
             if positions:
                 offsets = np.array(positions, dtype=np.int64)
-                self._check_caplens(buf, offsets)
+                self._check(buf, offsets)
                 self._spans.append(_Span(start, pos, len(offsets)))
                 self._spool.write(offsets.tobytes())
                 yield Chunk(buf, pos, start, offsets, self.frames + 1)
@@ -105,14 +105,35 @@ class RecordWalker:
             rest = end - pos
             if eof and not positions:  # what is left is not a whole record
                 if rest:
-                    caplen = self._whole_header_caplen(buf, pos, end)
-                    need = PCAP_RECORD_HEADER_LEN + (caplen or 0)
-                    self.warnings.append(truncated_record_warning(self.frames, start + pos,
-                                                                  rest, need))
+                    self._cut_off(buf, start, pos, end)
                 return
             buf[:rest] = buf[pos:end]
             start += pos
             have = rest
+
+    def _records(self, buf: bytearray, end: int, start: int) -> tuple[list[int], int]:
+        """The positions of the whole records in buf[:end] (at most CHUNK_RECORDS), and where
+        the next chunk starts."""
+        caplen_at = self._caplen
+        positions: list[int] = []
+        add = positions.append
+        pos, last = 0, end - PCAP_RECORD_HEADER_LEN
+        for _ in range(CHUNK_RECORDS):
+            if pos > last:
+                break
+            add(pos)
+            pos += PCAP_RECORD_HEADER_LEN + caplen_at(buf, pos + 8)[0]
+        if pos > end:  # the last record runs past the chunk: it starts the next one
+            pos = positions.pop()
+        if pos < end and (caplen := self._whole_header_caplen(buf, pos, end)) is not None \
+                and caplen > MAX_PCAP_CAPLEN:
+            raise NotBulk(f"corrupt record header (caplen {caplen})")
+        return positions, pos
+
+    def _cut_off(self, buf: bytearray, start: int, pos: int, end: int) -> None:
+        caplen = self._whole_header_caplen(buf, pos, end)
+        need = PCAP_RECORD_HEADER_LEN + (caplen or 0)
+        self.warnings.append(truncated_record_warning(self.frames, start + pos, end - pos, need))
 
     def replay(self) -> Iterator[Chunk]:
         buf = bytearray(self._chunk_bytes + TAIL)
@@ -137,9 +158,92 @@ class RecordWalker:
             return None
         return int(self._caplen(buf, pos + 8)[0])
 
-    def _check_caplens(self, buf: bytearray, offsets: np.ndarray) -> None:
+    def _check(self, buf: bytearray, offsets: np.ndarray) -> None:
         ends = np.append(offsets[1:], offsets[-1])  # the last record's caplen is checked below
         caplens = ends[:-1] - offsets[:-1] - PCAP_RECORD_HEADER_LEN
         last = int(self._caplen(buf, int(offsets[-1]) + 8)[0])
         if (caplens.size and int(caplens.max()) > MAX_PCAP_CAPLEN) or last > MAX_PCAP_CAPLEN:
             raise NotBulk("corrupt record header (caplen beyond the pcap maximum)")
+
+
+class BlockWalker(RecordWalker):
+    """The walker of a pcapng file of one section whose interfaces all have one link type and
+    one timestamp resolution and offset, holding Enhanced Packet Blocks: `interfaces` fills
+    as its Interface Description Blocks go by. Anything else is NotBulk."""
+
+    first_offset = 0
+
+    def __init__(self, stream: BinaryIO, endian: str, chunk_bytes: int = CHUNK_BYTES) -> None:
+        super().__init__(stream, endian, chunk_bytes)
+        self._u32 = struct.Struct(endian + "I").unpack_from
+        self._head = struct.Struct(endian + "II").unpack_from
+        self._u16 = struct.Struct(endian + "HH").unpack_from
+        self._i64 = struct.Struct(endian + "q").unpack_from
+        self._endian = endian
+        self.interfaces: list[tuple[int, int, int]] = []  # (link type, units, offset)
+
+    def _records(self, buf: bytearray, end: int, start: int) -> tuple[list[int], int]:
+        head = self._head
+        positions: list[int] = []
+        add = positions.append
+        pos = 0
+        for _ in range(CHUNK_RECORDS):
+            if pos + 12 > end:
+                break
+            btype, length = head(buf, pos)
+            if length < 12 or length & 3 or length > self._chunk_bytes:
+                raise NotBulk(f"a pcapng block of length {length}")
+            if pos + length > end:
+                break
+            if btype == EPB:
+                # the interface must be declared before the packet, as the simple reader reads
+                if length < EPB_MIN_LEN or self._u32(buf, pos + 8)[0] >= len(self.interfaces):
+                    raise NotBulk("an Enhanced Packet Block without its interface")
+                add(pos)
+            elif btype == IDB:
+                self._interface(buf, pos, length)
+            elif btype in (SHB, SPB, PB) and (btype != SHB or start + pos):
+                raise NotBulk("several sections, or Simple or obsolete Packet Blocks")
+            pos += length
+        return positions, pos
+
+    def _interface(self, buf: bytearray, pos: int, length: int) -> None:
+        if length < IDB_MIN_LEN:
+            raise NotBulk("a short Interface Description Block")
+        linktype = self._u16(buf, pos + 8)[0]
+        units, offset = DEFAULT_TS_UNITS, 0
+        opt, stop = pos + 16, pos + length - 4
+        while opt + 4 <= stop:
+            code, size = self._u16(buf, opt)
+            if code == OPT_ENDOFOPT:
+                break
+            if opt + 4 + size > stop:
+                raise NotBulk("a malformed interface option")
+            if code == IF_TSRESOL and size == 1:
+                exponent = buf[opt + 4]
+                units = 2 ** (exponent & 0x7F) if exponent & 0x80 else 10 ** (exponent & 0x7F)
+            elif code == IF_TSOFFSET and size == 8:
+                offset = self._i64(buf, opt + 4)[0]
+            opt += 4 + size + (-size % 4)
+        interface = (linktype, units, offset)
+        if self.interfaces and interface != self.interfaces[0]:
+            raise NotBulk("interfaces of different link types or clocks")
+        self.interfaces.append(interface)
+
+    def _check(self, buf: bytearray, offsets: np.ndarray) -> None:
+        """Each block's trailing length and captured length, as the simple reader checks them
+        before it takes the block as a packet."""
+        chunk = np.frombuffer(buf, dtype=np.uint8)
+        u32 = np.dtype(self._endian + "u4")
+
+        def field(at: np.ndarray) -> np.ndarray:
+            return chunk.take(at[:, None] + np.arange(4)).copy().view(u32).ravel()
+
+        lengths = field(offsets + 4).astype(np.int64)
+        ok = field(offsets + lengths - 4) == lengths
+        ok &= field(offsets + 20).astype(np.int64) <= lengths - EPB_MIN_LEN
+        if not ok.all():
+            raise NotBulk("a damaged Enhanced Packet Block")
+
+    def _cut_off(self, buf: bytearray, start: int, pos: int, end: int) -> None:
+        raise NotBulk("the file ends inside a block")

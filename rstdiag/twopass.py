@@ -1,4 +1,4 @@
-"""Big classic pcap files in two passes: the same report as rstdiag.analysis, sooner.
+"""Big pcap and pcapng files in two passes: the same report as rstdiag.analysis, sooner.
 
 The simple path runs every packet through the decoder and the flow tracker. Most packets
 change nothing a verdict depends on, so this path feeds the tracker a subset in which every
@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 import numpy as np
@@ -39,13 +38,14 @@ from .env import leave_interrupts_to_parent
 from .flows import MAX_HOSTS, SWEEP_EVERY, FlowTracker
 from .labels import Verdict
 from .pcapfile import PCAP_HEADER_LEN, pcap_layout
-from .pcapwalk import CHUNK_BYTES, Chunk, NotBulk, RecordWalker
+from .pcapwalk import CHUNK_BYTES, BlockWalker, Chunk, NotBulk, RecordWalker
 from .records import FIN, RST, SYN, Packet, RawFrame
 from .vecdecode import (
     Rows,
     bulk_linktype,
     canonical_keys,
     decode_chunk,
+    decode_epb_chunk,
     packet_key,
     plain_packets,
 )
@@ -129,9 +129,9 @@ class TwoPassAnalysis(Analysis):
 
     def _scan_stream(self, stream: BinaryIO, progress: Callable[[int], None] | None) -> None:
         self._layout = layout = BulkLayout.read(stream)
-        self.report.format = "pcap"
+        self.report.format = layout.format
         size = os.fstat(stream.fileno()).st_size or 1
-        walker = RecordWalker(stream, layout.endian, self._chunk_bytes)
+        walker = layout.walker(stream, self._chunk_bytes)
         try:
             for chunk in walker.walk():
                 self._find_rst_flows(chunk, layout.rows(chunk))
@@ -333,39 +333,70 @@ class TwoPassAnalysis(Analysis):
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-@dataclass(frozen=True, slots=True)
 class BulkLayout:
-    """What the bulk path needs of a classic pcap's file header."""
+    """What the bulk path needs of a capture file: its format and byte order, and how its
+    records' times, lengths and link type are read (a pcapng's from its walker's interfaces)."""
 
-    endian: str
-    scale: float
-    linktype: int
+    def __init__(self, format: str, endian: str, scale: float = 0.0, linktype: int = 0) -> None:
+        self.format, self.endian, self.scale, self._linktype = format, endian, scale, linktype
+        self._blocks: BlockWalker | None = None
 
     @classmethod
     def read(cls, stream: BinaryIO) -> BulkLayout:
         """The layout from the header at the stream's start; NotBulk for any other file."""
-        layout = pcap_layout(stream.read(PCAP_HEADER_LEN))
-        if layout is None or not bulk_linktype(layout[2]):
-            raise NotBulk("not a classic pcap of a link type the bulk decoder reads")
-        return cls(*layout)
+        head = stream.read(PCAP_HEADER_LEN)
+        layout = pcap_layout(head)
+        if layout is not None:
+            if not bulk_linktype(layout[2]):
+                raise NotBulk("a link type the bulk decoder leaves alone")
+            return cls("pcap", *layout)
+        endian = _PCAPNG_BYTE_ORDERS.get(head[8:12]) if head[:4] == _SHB else None
+        if endian is None:
+            raise NotBulk("neither a classic pcap nor a pcapng file")
+        return cls("pcapng", endian)
+
+    def walker(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> RecordWalker:
+        if self.format == "pcap":
+            return RecordWalker(stream, self.endian, chunk_bytes)
+        self._blocks = BlockWalker(stream, self.endian, chunk_bytes)
+        return self._blocks
 
     @property
     def byteorder(self) -> Literal["little", "big"]:
         return "little" if self.endian == "<" else "big"
 
+    @property
+    def linktype(self) -> int:
+        if self._blocks is None:
+            return self._linktype
+        linktype, _, _ = self._blocks.interfaces[0]  # the walker checked there is one
+        return linktype
+
     def rows(self, chunk: Chunk) -> Rows:
-        return decode_chunk(chunk.data, chunk.size, chunk.offsets,
-                            little_endian=self.endian == "<", scale=self.scale,
-                            linktype=self.linktype)
+        little = self.endian == "<"
+        if self._blocks is None:
+            return decode_chunk(chunk.data, chunk.size, chunk.offsets, little_endian=little,
+                                scale=self.scale, linktype=self._linktype)
+        linktype, units, offset = self._blocks.interfaces[0]
+        if not bulk_linktype(linktype):
+            raise NotBulk("a link type the bulk decoder leaves alone")
+        return decode_epb_chunk(chunk.data, chunk.size, chunk.offsets, little_endian=little,
+                                units=units, ts_offset=offset, linktype=linktype)
 
     def raw(self, chunk: Chunk, i: int, rows: Rows) -> RawFrame:
         """Record i of a chunk, as the simple reader gives it."""
         at = int(chunk.offsets[i])
         data = chunk.data
-        caplen = int.from_bytes(data[at + 8 : at + 12], self.byteorder)
-        wirelen = int.from_bytes(data[at + 12 : at + 16], self.byteorder)
+        lengths = at + rows.header - 8  # caplen and wirelen end both headers
+        caplen = int.from_bytes(data[lengths : lengths + 4], self.byteorder)
+        wirelen = int.from_bytes(data[lengths + 4 : lengths + 8], self.byteorder)
+        start = at + rows.header
         return RawFrame(chunk.first_frame + i, float(rows.ts[i]), self.linktype,
-                        bytes(data[at + 16 : at + 16 + caplen]), wirelen)
+                        bytes(data[start : start + caplen]), wirelen)
+
+
+_SHB = b"\x0a\x0d\x0d\x0a"
+_PCAPNG_BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
 def flow_packets(path: str, version: int, a: bytes, a_port: int, b: bytes, b_port: int
@@ -378,7 +409,7 @@ def flow_packets(path: str, version: int, a: bytes, a_port: int, b: bytes, b_por
     decoder = Decoder()
     with open(path, "rb") as stream:
         layout = BulkLayout.read(stream)
-        walker = RecordWalker(stream, layout.endian)
+        walker = layout.walker(stream)
         try:
             for chunk in walker.walk():
                 rows = layout.rows(chunk)

@@ -63,6 +63,7 @@ class Rows:
     payload: np.ndarray  # int64 TCP payload length, from the IP length fields
     caplen: np.ndarray  # int64 captured length
     ip_at: int = 0  # offset of the IP header in the record's data
+    header: int = 16  # bytes of record header before the data (pcap 16, pcapng EPB 28)
 
     def rst(self) -> np.ndarray:
         return self.plain & ((self.flags & RST) != 0)
@@ -118,17 +119,43 @@ _WINDOW = 60 + 20  # the longest IPv4 header, then the fixed TCP header
 
 def decode_chunk(data: bytearray, size: int, offsets: np.ndarray, *, little_endian: bool,
                  scale: float, linktype: int) -> Rows:
+    """The records of a classic pcap chunk (`offsets`: their record headers)."""
     head = _Window(data, size, offsets, _HEADER)
     order = "<" if little_endian else ">"
     sec, frac = head.uint(0, 4, order), head.uint(4, 4, order)
     caplen = head.uint(8, 4, order).astype(np.int64)
     ts = sec.astype(np.float64) + frac.astype(np.float64) * scale
+    return _decode_packets(data, size, offsets, _HEADER, caplen, ts, linktype)
 
+
+_EPB_HEADER = 28  # block type, length, interface, timestamp high and low, caplen, wirelen
+_EXACT_INTEGERS = 1 << 53  # float64 holds every integer below this
+
+
+def decode_epb_chunk(data: bytearray, size: int, offsets: np.ndarray, *, little_endian: bool,
+                     units: int, ts_offset: int, linktype: int) -> Rows:
+    """The packets of a pcapng chunk (`offsets`: their Enhanced Packet Blocks), all on
+    interfaces of `linktype` with `units` timestamp ticks a second and `ts_offset` seconds."""
+    head = _Window(data, size, offsets, _EPB_HEADER)
+    order = "<" if little_endian else ">"
+    ticks = (head.uint(12, 4, order).astype(np.uint64) << np.uint64(32)) | \
+        head.uint(16, 4, order).astype(np.uint64)
+    caplen = head.uint(20, 4, order).astype(np.int64)
+    if len(ticks) and int(ticks.max()) >= _EXACT_INTEGERS or abs(ts_offset) >= _EXACT_INTEGERS:
+        # as rstdiag.pcapfile divides: Python's int division, rounded once
+        ts = np.array([t / units + ts_offset for t in ticks.tolist()], dtype=np.float64)
+    else:  # both exact as floats: one IEEE division, the same rounding
+        ts = ticks.astype(np.float64) / units + ts_offset
+    return _decode_packets(data, size, offsets, _EPB_HEADER, caplen, ts, linktype)
+
+
+def _decode_packets(data: bytearray, size: int, offsets: np.ndarray, header: int,
+                    caplen: np.ndarray, ts: np.ndarray, linktype: int) -> Rows:
     type_at, l3 = _LINK_LAYOUT.get(linktype, (-1, -1))
     n = len(offsets)
     if l3 < 0:
-        return _empty(n, ts)
-    g = _Window(data, size, offsets + _HEADER, l3 + _WINDOW)
+        return _empty(n, ts, header)
+    g = _Window(data, size, offsets + header, l3 + _WINDOW)
     plain = caplen >= l3 + 20
     if type_at >= 0:
         ethertype = g.uint(type_at, 2)
@@ -164,14 +191,14 @@ def decode_chunk(data: bytearray, size: int, offsets: np.ndarray, *, little_endi
                 version=version.astype(np.uint8), src_hi=src_hi, src_lo=src_lo,
                 sport=ports[:, 0].copy(), dst_hi=dst_hi, dst_lo=dst_lo,
                 dport=ports[:, 1].copy(), tcp_at=tcp_at, tcp_len=hdr,
-                payload=seg_len - hdr, caplen=caplen, ip_at=l3)
+                payload=seg_len - hdr, caplen=caplen, ip_at=l3, header=header)
 
 
-def _empty(n: int, ts: np.ndarray) -> Rows:
+def _empty(n: int, ts: np.ndarray, header: int) -> Rows:
     zeros8, zeros64 = np.zeros(n, np.uint8), np.zeros(n, np.uint64)
     zeros16, ints = np.zeros(n, np.uint16), np.zeros(n, np.int64)
     return Rows(np.zeros(n, bool), ts, zeros8, zeros8, zeros8, zeros64, zeros64, zeros16,
-                zeros64, zeros64, zeros16, ints, ints, ints, ints)
+                zeros64, zeros64, zeros16, ints, ints, ints, ints, header=header)
 
 
 MPTCP_OPTION = 30  # the one TCP option rstdiag.decode reads
@@ -181,7 +208,7 @@ def plain_packets(data: bytearray, size: int, offsets: np.ndarray, rows: Rows,
                   index: np.ndarray, first_frame: int) -> list[Packet | None]:
     """Packets of the plain rows `index`, as rstdiag.decode would make them; None where only
     it can (an MPTCP option byte among the options, a RST with payload)."""
-    g = _Gather(data, size, offsets[index] + 16)
+    g = _Gather(data, size, offsets[index] + rows.header)
     tcp_at = rows.tcp_at[index]
     seq, ack = g.uint(tcp_at + 4, 4), g.uint(tcp_at + 8, 4)
     window = g.uint(tcp_at + 14, 2)

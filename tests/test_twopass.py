@@ -166,13 +166,51 @@ def test_small_flow_table_falls_back_to_the_simple_path(generated) -> None:  # t
     assert_equal_reports(fast, simple)
 
 
-def test_big_classic_pcap_files_take_the_two_pass_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_big_pcap_and_pcapng_files_take_the_two_pass_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(analysis_module, "BULK_MIN_BYTES", 100)
-    assert isinstance(open_analysis(str(PROJECT_PCAPS / "sample.pcapng")), Analysis)
-    assert not isinstance(open_analysis(str(PROJECT_PCAPS / "sample.pcapng")), TwoPassAnalysis)
+    assert isinstance(open_analysis(str(PROJECT_PCAPS / "sample.pcapng")), TwoPassAnalysis)
     assert isinstance(open_analysis(str(PROJECT_PCAPS / "half-open.pcap")), TwoPassAnalysis)
+    assert not isinstance(open_analysis("-"), TwoPassAnalysis)
     monkeypatch.setattr(analysis_module, "BULK_MIN_BYTES", 1 << 40)
     assert not isinstance(open_analysis(str(PROJECT_PCAPS / "half-open.pcap")), TwoPassAnalysis)
+
+
+@pytest.mark.parametrize("path", classic_pcaps(PROJECT_PCAPS) + (
+    [PUBLIC / name for name in ("zeek__rst-inject-rae.pcap", "suricata-verify__debug-s13.pcap",
+                                "censorship-detection__tripwire-1597963966.pcap",
+                                "zeek__ipv6-violation.pcap")] if PUBLIC.exists() else []),
+    ids=lambda p: p.name)
+def test_captures_written_as_pcapng_read_the_same(path: Path, tmp_path: Path) -> None:
+    if shutil.which("editcap") is None:
+        pytest.skip("needs editcap")
+    converted = tmp_path / "converted.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(path), str(converted)], check=True,
+                   capture_output=True)
+    report = assert_same(converted)
+    assert report.format == "pcapng"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PUBLIC.glob("*.pcapng"))
+                         if PUBLIC.exists() else ["(public corpus absent)"])
+def test_public_pcapng_files_read_the_same_or_fall_back(name: str) -> None:
+    path = PUBLIC / name
+    if not path.exists():
+        pytest.skip(f"public corpus not found at {PUBLIC}")
+    fast, simple, _ = same_report(path)
+    assert_equal_reports(fast, simple)
+
+
+def test_a_pcapng_of_several_link_types_falls_back(tmp_path: Path) -> None:
+    frames = seeds.conversation()
+    data = bytearray(seeds.shb() + seeds.idb(seeds.ETHERNET) + seeds.idb(seeds.RAW))
+    for n, (ts, frame) in enumerate(frames):
+        data += seeds.epb(0, int(ts * 1e6), frame) if n % 2 == 0 else \
+            seeds.epb(1, int(ts * 1e6), frame[14:])
+    path = tmp_path / "two-links.pcapng"
+    path.write_bytes(bytes(data))
+    fast, simple, analysis = same_report(path)
+    assert analysis.fell_back is not None and "link types" in analysis.fell_back
+    assert_equal_reports(fast, simple)
 
 
 def test_truncated_capture_warns_as_the_simple_path_does(tmp_path: Path) -> None:
@@ -239,6 +277,12 @@ FLAGS = [seeds.SYN, seeds.SYN | seeds.ACK, seeds.ACK, seeds.PSH | seeds.ACK,
 
 @st.composite
 def random_capture(draw: st.DrawFn) -> bytes:
+    records = draw(random_records())
+    return seeds.pcapng(records) if draw(st.booleans()) else seeds.pcap(records)
+
+
+@st.composite
+def random_records(draw: st.DrawFn) -> list[tuple[float, bytes]]:
     """Packets between a few hosts and ports: flows collide, reuse 4-tuples, idle past the
     table's timeouts, repeat themselves and go back in time; some records are not plain."""
     ts = 1_700_000_000.0
@@ -262,12 +306,12 @@ def random_capture(draw: st.DrawFn) -> bytes:
                             **segment)
         vlan = draw(st.integers(0, 14)) == 0  # left to the simple decoder: not plain
         records.append((ts, seeds.ethernet(ip, vlans=[7] if vlan else [])))
-    return seeds.pcap(records)
+    return records
 
 
 def reports_both_ways(capture: bytes, parts: int) -> tuple[FileReport, FileReport]:
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "random.pcap"
+        path = Path(scratch) / "random.cap"
         path.write_bytes(capture)
         simple = Analysis(str(path))
         simple.tracker = FlowTracker(simple.tracker.max_flows, sweep_every=SMALL_SWEEP)
