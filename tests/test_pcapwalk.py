@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import seeds  # fuzz/seeds.py, via conftest.py
 from corpus import PROJECT_PCAPS
 
 import rstdiag.pcapwalk as pcapwalk
@@ -74,3 +75,39 @@ def test_a_corrupt_record_length_is_left_to_the_simple_reader(tmp_path: Path) ->
     path.write_bytes(bytes(data))
     with pytest.raises(NotBulk, match="corrupt record header"):
         walked(path)
+
+
+def walked_blocks(data: bytes, tmp_path: Path) -> list[int]:
+    path = tmp_path / "blocks.pcapng"
+    path.write_bytes(data)
+    with path.open("rb") as stream:
+        walker = pcapwalk.BlockWalker(stream, "<", 1)
+        frames = [n for chunk in walker.walk() for n in
+                  range(chunk.first_frame, chunk.first_frame + len(chunk.offsets))]
+        walker.close()
+    return frames
+
+
+def test_every_enhanced_packet_block_is_a_frame(tmp_path: Path) -> None:
+    records = seeds.conversation()
+    assert walked_blocks(seeds.pcapng(records), tmp_path) == list(range(1, len(records) + 1))
+
+
+def test_a_pcapng_cut_inside_a_block_is_left_to_the_simple_reader(tmp_path: Path) -> None:
+    with pytest.raises(NotBulk, match="ends inside a block"):
+        walked_blocks(seeds.pcapng(seeds.conversation())[:-5], tmp_path)
+
+
+def test_a_packet_before_its_interface_is_left_to_the_simple_reader(tmp_path: Path) -> None:
+    ts, frame = seeds.conversation()[0]
+    data = seeds.shb() + seeds.epb(0, int(ts * 1e6), frame) + seeds.idb(seeds.ETHERNET)
+    with pytest.raises(NotBulk, match="without its interface"):
+        walked_blocks(data, tmp_path)
+
+
+def test_a_block_with_a_wrong_trailing_length_is_left_to_the_simple_reader(
+        tmp_path: Path) -> None:
+    data = bytearray(seeds.pcapng(seeds.conversation()))
+    data[-4:] = (12345).to_bytes(4, "little")
+    with pytest.raises(NotBulk, match="damaged"):
+        walked_blocks(bytes(data), tmp_path)
