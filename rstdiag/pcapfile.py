@@ -350,29 +350,15 @@ class CaptureReader:
             pos += length
 
     def _interface(self, buf: bytes, pos: int, length: int, layout: _Layout) -> _Interface:
-        """Link type and timestamp options of the Interface Description Block at `pos`."""
-        (linktype,) = layout.idb.unpack_from(buf, pos + 8)
-        units, offset = DEFAULT_TS_UNITS, 0
-        opt, end = pos + 16, pos + length - 4
-        while opt + 4 <= end:
-            code, size = layout.opt.unpack_from(buf, opt)
-            if code == OPT_ENDOFOPT:
-                break
-            if opt + 4 + size > end:
-                self._warn_once(
-                    "option",
-                    f"ignored a malformed option (code {code}, length {size}) of the interface "
-                    f"block at byte offset {self._base + pos}, and any others like it",
-                )
-                break
-            if code == IF_TSRESOL and size == 1:
-                exponent = buf[opt + 4]
-                # High bit clear: a negative power of 10; set: a negative power of 2.
-                units = 2 ** (exponent & 0x7F) if exponent & 0x80 else 10 ** (exponent & 0x7F)
-            elif code == IF_TSOFFSET and size == 8:
-                (offset,) = layout.i64.unpack_from(buf, opt + 4)
-            opt += 4 + size + (-size % 4)  # values are padded to 32 bits
-        return linktype, units, offset
+        interface, malformed = read_interface(buf, pos, length, layout)
+        if malformed is not None:
+            code, size = malformed
+            self._warn_once(
+                "option",
+                f"ignored a malformed option (code {code}, length {size}) of the interface "
+                f"block at byte offset {self._base + pos}, and any others like it",
+            )
+        return interface
 
     # -- warnings --------------------------------------------------------------------------
 
@@ -398,6 +384,34 @@ class CaptureReader:
         if kind not in self._warned:
             self._warned.add(kind)
             self.warnings.append(message)
+
+
+def pcapng_layout(endian: str) -> _Layout:
+    """The structs of a pcapng section in byte order `endian` ("<" or ">")."""
+    return _LAYOUTS[b"\x4d\x3c\x2b\x1a" if endian == "<" else b"\x1a\x2b\x3c\x4d"]
+
+
+def read_interface(buf: bytes | bytearray, pos: int, length: int, layout: _Layout
+                   ) -> tuple[_Interface, tuple[int, int] | None]:
+    """Link type and timestamp options of the Interface Description Block at `pos`, and the
+    (code, length) of a malformed option that ended the reading, if one did."""
+    (linktype,) = layout.idb.unpack_from(buf, pos + 8)
+    units, offset = DEFAULT_TS_UNITS, 0
+    opt, end = pos + 16, pos + length - 4
+    while opt + 4 <= end:
+        code, size = layout.opt.unpack_from(buf, opt)
+        if code == OPT_ENDOFOPT:
+            break
+        if opt + 4 + size > end:
+            return (linktype, units, offset), (code, size)
+        if code == IF_TSRESOL and size == 1:
+            exponent = buf[opt + 4]
+            # High bit clear: a negative power of 10; set: a negative power of 2.
+            units = 2 ** (exponent & 0x7F) if exponent & 0x80 else 10 ** (exponent & 0x7F)
+        elif code == IF_TSOFFSET and size == 8:
+            (offset,) = layout.i64.unpack_from(buf, opt + 4)
+        opt += 4 + size + (-size % 4)  # values are padded to 32 bits
+    return (linktype, units, offset), None
 
 
 def pcap_layout(header: bytes) -> tuple[str, float, int] | None:

@@ -21,20 +21,18 @@ from typing import BinaryIO
 import numpy as np
 
 from .pcapfile import (
-    DEFAULT_TS_UNITS,
     EPB,
     EPB_MIN_LEN,
     IDB,
     IDB_MIN_LEN,
-    IF_TSOFFSET,
-    IF_TSRESOL,
     MAX_PCAP_CAPLEN,
-    OPT_ENDOFOPT,
     PB,
     PCAP_HEADER_LEN,
     PCAP_RECORD_HEADER_LEN,
     SHB,
     SPB,
+    pcapng_layout,
+    read_interface,
     truncated_record_warning,
 )
 
@@ -177,8 +175,7 @@ class BlockWalker(RecordWalker):
         super().__init__(stream, endian, chunk_bytes)
         self._u32 = struct.Struct(endian + "I").unpack_from
         self._head = struct.Struct(endian + "II").unpack_from
-        self._u16 = struct.Struct(endian + "HH").unpack_from
-        self._i64 = struct.Struct(endian + "q").unpack_from
+        self._layout = pcapng_layout(endian)
         self._endian = endian
         self.interfaces: list[tuple[int, int, int]] = []  # (link type, units, offset)
 
@@ -210,22 +207,9 @@ class BlockWalker(RecordWalker):
     def _interface(self, buf: bytearray, pos: int, length: int) -> None:
         if length < IDB_MIN_LEN:
             raise NotBulk("a short Interface Description Block")
-        linktype = self._u16(buf, pos + 8)[0]
-        units, offset = DEFAULT_TS_UNITS, 0
-        opt, stop = pos + 16, pos + length - 4
-        while opt + 4 <= stop:
-            code, size = self._u16(buf, opt)
-            if code == OPT_ENDOFOPT:
-                break
-            if opt + 4 + size > stop:
-                raise NotBulk("a malformed interface option")
-            if code == IF_TSRESOL and size == 1:
-                exponent = buf[opt + 4]
-                units = 2 ** (exponent & 0x7F) if exponent & 0x80 else 10 ** (exponent & 0x7F)
-            elif code == IF_TSOFFSET and size == 8:
-                offset = self._i64(buf, opt + 4)[0]
-            opt += 4 + size + (-size % 4)
-        interface = (linktype, units, offset)
+        interface, malformed = read_interface(buf, pos, length, self._layout)
+        if malformed is not None:
+            raise NotBulk("a malformed interface option")
         if self.interfaces and interface != self.interfaces[0]:
             raise NotBulk("interfaces of different link types or clocks")
         self.interfaces.append(interface)
