@@ -76,7 +76,11 @@ impl Pcap {
 
     /// A record not wholly buffered, or one whose caplen is corrupt.
     fn unfinished(&self, avail: &[u8], offset: u64, tally: &mut Tally) -> Parsed {
-        let Some(caplen) = avail.get(8..).and_then(|rest| rest.first_chunk::<4>()) else {
+        // Python reads the caplen only from a whole record header.
+        let Some(header) = avail.first_chunk::<RECORD_HEADER_LEN>() else {
+            return Parsed::Need(RECORD_HEADER_LEN);
+        };
+        let Some(caplen) = header.get(8..).and_then(|rest| rest.first_chunk::<4>()) else {
             return Parsed::Need(RECORD_HEADER_LEN);
         };
         let caplen = if self.big_endian {

@@ -454,6 +454,19 @@ fn pcap_cut_inside_a_record_header_warns_too() {
 }
 
 #[test]
+fn pcap_cut_after_the_caplen_field_still_asks_for_the_whole_header() {
+    let whole = pcap(&[(0, 0, b"a", 1), (0, 0, b"abcd", 4)], false, false, 1);
+    let got = read(&whole[..whole.len() - 6]);
+    assert_eq!(
+        got.warnings,
+        [
+            "truncated capture: record of frame 2 at byte offset 41 is cut off (file ends after \
+          14 of 16 bytes); kept the 1 frame before it"
+        ]
+    );
+}
+
+#[test]
 fn truncated_pcapng_keeps_the_frames_before_the_cut() {
     let whole = small_pcapng();
     let got = read(&whole[..whole.len() - 5]);
