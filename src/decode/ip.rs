@@ -1,18 +1,21 @@
-//! IPv4 (with options) and IPv6 (with extension headers) down to the TCP header.
+//! IPv4 (with options) and IPv6 (with extension headers) down to the TCP header, or to the
+//! tunnel they carry.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::tcp::{self, IpFields};
-use super::{be16, byte, tail, Skip};
-use crate::records::{Packet, RawFrame};
+use super::{be16, byte, clip, tail, tunnel, Skip, Step};
+use crate::records::RawFrame;
 
 const PROTO_TCP: u8 = 6;
 /// IPv4 "more fragments" flag and fragment offset; the don't-fragment bit is left out.
 const IPV4_FRAGMENT_MASK: u16 = 0x3FFF;
+const IPV4_OFFSET_MASK: u16 = 0x1FFF;
 const MAX_EXT_HEADERS: usize = 16;
 
-/// One IP packet (`data` starts at its first byte) down to its TCP segment.
-pub(crate) fn packet(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
+/// One IP packet (`data` starts at its first byte) down to its TCP segment or the layer it
+/// encapsulates.
+pub(crate) fn packet<'a>(raw: &RawFrame<'_>, data: &'a [u8]) -> Result<Step<'a>, Skip> {
     let first = data.first().ok_or(Skip::Malformed)?;
     match first >> 4 {
         4 => ipv4(raw, data),
@@ -21,7 +24,7 @@ pub(crate) fn packet(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
     }
 }
 
-fn ipv4(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
+fn ipv4<'a>(raw: &RawFrame<'_>, data: &'a [u8]) -> Result<Step<'a>, Skip> {
     let (&header, _) = data.split_first_chunk::<20>().ok_or(Skip::Malformed)?;
     let [vihl, _tos, t0, t1, id0, id1, f0, f1, ttl, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3] =
         header;
@@ -29,11 +32,14 @@ fn ipv4(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
     if ihl < 20 {
         return Err(Skip::Malformed);
     }
+    let fragment = u16::from_be_bytes([f0, f1]) & IPV4_FRAGMENT_MASK;
     // Python checks the protocol before the fragment bits: a UDP fragment counts as non_tcp.
-    if proto != PROTO_TCP {
+    // Only a tunnel is looked into (a UDP port is seen in the first fragment only).
+    let ports_visible = fragment & IPV4_OFFSET_MASK == 0;
+    if proto != PROTO_TCP && !tunnel::opens(proto, tail(data, ihl), ports_visible) {
         return Err(Skip::NonTcp);
     }
-    if u16::from_be_bytes([f0, f1]) & IPV4_FRAGMENT_MASK != 0 {
+    if fragment != 0 {
         return Err(Skip::Fragment);
     }
     let mut total = usize::from(u16::from_be_bytes([t0, t1]));
@@ -42,16 +48,19 @@ fn ipv4(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
         total = data.len();
     }
     let seg_len = total.checked_sub(ihl).ok_or(Skip::Malformed)?;
+    if proto != PROTO_TCP {
+        return tunnel::ip_payload(proto, clip(data, ihl, total)).map(Step::Inner);
+    }
     let ip = IpFields {
         src: IpAddr::V4(Ipv4Addr::new(s0, s1, s2, s3)),
         dst: IpAddr::V4(Ipv4Addr::new(d0, d1, d2, d3)),
         ttl,
         ipid: Some(u16::from_be_bytes([id0, id1])),
     };
-    tcp::segment(raw, tail(data, ihl), seg_len, ip)
+    tcp::segment(raw, tail(data, ihl), seg_len, ip).map(Step::Tcp)
 }
 
-fn ipv6(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
+fn ipv6<'a>(raw: &RawFrame<'_>, data: &'a [u8]) -> Result<Step<'a>, Skip> {
     let (&[_, _, _, _, l0, l1, next, hop_limit], rest) =
         data.split_first_chunk::<8>().ok_or(Skip::Malformed)?;
     let (&src, rest) = rest.split_first_chunk::<16>().ok_or(Skip::Malformed)?;
@@ -72,7 +81,10 @@ fn ipv6(raw: &RawFrame<'_>, data: &[u8]) -> Result<Packet, Skip> {
     // The extension headers, then TCP: one more round than the limit, as in Python.
     for _ in 0..=MAX_EXT_HEADERS {
         if next_header == PROTO_TCP {
-            return tcp::segment(raw, tail(data, pos), end - pos, ip);
+            return tcp::segment(raw, tail(data, pos), end - pos, ip).map(Step::Tcp);
+        }
+        if tunnel::opens(next_header, tail(data, pos), true) {
+            return tunnel::ip_payload(next_header, clip(data, pos, end)).map(Step::Inner);
         }
         let size = ext_header_size(data, pos, next_header)?;
         if size == 0 || pos + size > end {

@@ -1,13 +1,16 @@
-//! Link layers: where the IP header starts in a frame of each supported link type.
+//! Link layers: where the IP header (or MPLS label stack) starts in a frame of each supported
+//! link type.
 
 use super::{
-    be16, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
-    LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
+    be16, tail, Layer, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
 };
 
 pub(crate) const ETH_IPV4: u16 = 0x0800;
 pub(crate) const ETH_IPV6: u16 = 0x86DD;
 const ETH_PPPOE_SESSION: u16 = 0x8864;
+const ETH_MPLS_UNICAST: u16 = 0x8847;
+const ETH_MPLS_MULTICAST: u16 = 0x8848;
 const VLAN_TYPES: [u16; 4] = [0x8100, 0x88A8, 0x9100, 0x9200];
 /// QinQ stacks more than two tags only in odd labs; the loop is bounded anyway.
 const MAX_VLAN_TAGS: usize = 4;
@@ -17,20 +20,28 @@ const PPP_IPV6: u16 = 0x0057;
 const NULL_INET6: [u32; 3] = [24, 28, 30];
 const NULL_INET: u32 = 2;
 
-/// Offset of the IP header in a frame, or None when the frame carries no IP.
-pub(crate) fn network_offset(linktype: u32, data: &[u8]) -> Option<usize> {
+/// The network layer of a frame, or None when the frame carries neither IP nor MPLS.
+pub(crate) fn network_layer(linktype: u32, data: &[u8]) -> Option<Layer<'_>> {
     match linktype {
-        LINKTYPE_ETHERNET => ethernet_offset(data, 12, 14),
-        LINKTYPE_RAW | 12 | 14 | LINKTYPE_IPV4 | LINKTYPE_IPV6 => Some(0),
-        LINKTYPE_LINUX_SLL => ethernet_offset(data, 14, 16),
-        LINKTYPE_LINUX_SLL2 => ethernet_offset(data, 0, 20),
-        LINKTYPE_NULL | LINKTYPE_LOOP => null_offset(data),
+        LINKTYPE_ETHERNET => ethernet_payload(data),
+        LINKTYPE_RAW | 12 | 14 | LINKTYPE_IPV4 | LINKTYPE_IPV6 => Some(Layer::Ip(data)),
+        LINKTYPE_LINUX_SLL => ethernet_layer(data, 14, 16),
+        LINKTYPE_LINUX_SLL2 => ethernet_layer(data, 0, 20),
+        LINKTYPE_NULL | LINKTYPE_LOOP => {
+            null_offset(data).map(|offset| Layer::Ip(tail(data, offset)))
+        }
         _ => None,
     }
 }
 
-/// Walk an EtherType at `type_at` (and any 802.1Q/QinQ tags after `header_end`) to the IP header.
-fn ethernet_offset(data: &[u8], type_at: usize, header_end: usize) -> Option<usize> {
+/// The payload of an Ethernet frame (outer, or carried by a tunnel).
+pub(crate) fn ethernet_payload(data: &[u8]) -> Option<Layer<'_>> {
+    ethernet_layer(data, 12, 14)
+}
+
+/// Walk an EtherType at `type_at` (and any 802.1Q/QinQ tags after `header_end`) to the IP
+/// header or the MPLS label stack.
+fn ethernet_layer(data: &[u8], type_at: usize, header_end: usize) -> Option<Layer<'_>> {
     if data.len() < header_end {
         return None;
     }
@@ -44,17 +55,17 @@ fn ethernet_offset(data: &[u8], type_at: usize, header_end: usize) -> Option<usi
         ethertype = be16(data, end.checked_add(2)?)?;
         end = end.checked_add(4)?;
     }
-    if ethertype == ETH_IPV4 || ethertype == ETH_IPV6 {
-        return Some(end);
-    }
-    // PPPoE header (6 bytes), then the PPP protocol field.
-    if ethertype == ETH_PPPOE_SESSION {
-        let ppp = be16(data, end.checked_add(6)?)?;
-        if ppp == PPP_IPV4 || ppp == PPP_IPV6 {
-            return end.checked_add(8);
+    match ethertype {
+        ETH_IPV4 | ETH_IPV6 => Some(Layer::Ip(tail(data, end))),
+        ETH_MPLS_UNICAST | ETH_MPLS_MULTICAST => Some(Layer::Mpls(tail(data, end))),
+        // PPPoE header (6 bytes), then the PPP protocol field.
+        ETH_PPPOE_SESSION => {
+            let ppp = be16(data, end.checked_add(6)?)?;
+            let ip = ppp == PPP_IPV4 || ppp == PPP_IPV6;
+            ip.then(|| Layer::Ip(tail(data, end.saturating_add(8))))
         }
+        _ => None,
     }
-    None
 }
 
 fn null_offset(data: &[u8]) -> Option<usize> {

@@ -1,8 +1,15 @@
-//! Decode raw frames into TCP segments: link layer, IPv4/IPv6, TCP.
+//! Decode raw frames into TCP segments: link layer, tunnels, IPv4/IPv6, TCP.
 //!
 //! A port of `rstdiag/decode.py` that gives the same segments and the same counters. Payload
 //! length comes from the IP length fields, never from the captured length, so frames padded to
 //! the Ethernet minimum or cut by the snaplen give the right sequence arithmetic.
+//!
+//! Beyond the Python decoder, the encapsulations of cloud and datacenter captures are opened
+//! (MPLS, GRE with ERSPAN, VXLAN, Geneve, IP-in-IP, 6in4): a RST inside a tunnel is a segment
+//! of the inner flow, keyed on the inner addresses. Frames without such encapsulations decode
+//! and count exactly as in Python; a tunneled frame without a TCP segment is counted by the
+//! innermost reason (ARP inside VXLAN is `non_ip`, an inner fragment `ip_fragments`), where
+//! Python counted every such frame `non_tcp`.
 //!
 //! Why no `etherparse`: its header slices check lengths before the fields the Python decoder
 //! looks at first, so the counters would differ. `TcpHeaderSlice` refuses a TCP header cut after
@@ -15,6 +22,7 @@
 mod ip;
 mod link;
 mod tcp;
+mod tunnel;
 
 #[cfg(test)]
 mod testutil;
@@ -61,6 +69,9 @@ pub struct DecodeStats {
     pub fragments: u64,
     pub malformed: u64,
     pub unsupported_linktypes: BTreeMap<u32, u64>,
+    /// TCP segments found inside an encapsulation (MPLS, GRE, VXLAN, Geneve, IP-in-IP), also
+    /// counted in `tcp`; not a skip reason, so not in `skipped()`.
+    pub tunneled: u64,
 }
 
 impl DecodeStats {
@@ -105,6 +116,28 @@ pub(crate) enum Skip {
     Malformed,
 }
 
+/// A layer still to decode; each borrows the frame from that layer's first byte on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layer<'a> {
+    /// an Ethernet frame from its destination address (inside a tunnel)
+    Ethernet(&'a [u8]),
+    /// an MPLS label stack from its first label
+    Mpls(&'a [u8]),
+    /// an IPv4 or IPv6 packet
+    Ip(&'a [u8]),
+}
+
+/// What decoding one layer gave: the TCP segment, or the layer it encapsulates.
+#[derive(Debug)]
+pub(crate) enum Step<'a> {
+    Tcp(Packet),
+    Inner(Layer<'a>),
+}
+
+/// How many encapsulations one frame may nest before it is counted malformed: a hostile
+/// capture must not make the decoder loop for long.
+pub const MAX_ENCAPSULATIONS: usize = 8;
+
 /// Turns RawFrames into Packets; counts everything it skips in `stats`.
 #[derive(Default, Debug)]
 pub struct Decoder {
@@ -119,7 +152,7 @@ impl Decoder {
     pub fn decode(&mut self, raw: &RawFrame<'_>) -> Option<Packet> {
         let stats = &mut self.stats;
         stats.frames = stats.frames.saturating_add(1);
-        let Some(offset) = link::network_offset(raw.linktype, raw.data) else {
+        let Some(outer) = link::network_layer(raw.linktype, raw.data) else {
             if is_supported_linktype(raw.linktype) {
                 stats.count(Skip::NonIp);
             } else {
@@ -128,9 +161,12 @@ impl Decoder {
             }
             return None;
         };
-        match ip::packet(raw, tail(raw.data, offset)) {
-            Ok(pkt) => {
+        match innermost_segment(raw, outer) {
+            Ok((pkt, encapsulations)) => {
                 stats.tcp = stats.tcp.saturating_add(1);
+                if encapsulations > 0 {
+                    stats.tunneled = stats.tunneled.saturating_add(1);
+                }
                 Some(pkt)
             }
             Err(skip) => {
@@ -141,11 +177,44 @@ impl Decoder {
     }
 }
 
+/// Decode layer after layer down to the TCP segment; also says how many encapsulations it
+/// went through.
+fn innermost_segment(raw: &RawFrame<'_>, outer: Layer<'_>) -> Result<(Packet, usize), Skip> {
+    let mut layer = outer;
+    let mut encapsulations = 0;
+    loop {
+        let step = match layer {
+            // An Ethernet layer leads to IP or MPLS without a new encapsulation.
+            Layer::Ethernet(data) => {
+                layer = link::ethernet_payload(data).ok_or(Skip::NonIp)?;
+                continue;
+            }
+            Layer::Mpls(data) => Step::Inner(tunnel::mpls(data)?),
+            Layer::Ip(data) => ip::packet(raw, data)?,
+        };
+        match step {
+            Step::Tcp(pkt) => return Ok((pkt, encapsulations)),
+            Step::Inner(inner) => {
+                encapsulations += 1;
+                if encapsulations > MAX_ENCAPSULATIONS {
+                    return Err(Skip::Malformed);
+                }
+                layer = inner;
+            }
+        }
+    }
+}
+
 // Bounds-checked readers: captures are hostile, a short frame gives None, never a panic.
 
 pub(crate) fn be16(data: &[u8], at: usize) -> Option<u16> {
     let bytes = data.get(at..at.checked_add(2)?)?;
     Some(u16::from_be_bytes(bytes.try_into().ok()?))
+}
+
+pub(crate) fn be32(data: &[u8], at: usize) -> Option<u32> {
+    let bytes = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
 pub(crate) fn byte(data: &[u8], at: usize) -> Option<u8> {
