@@ -356,3 +356,71 @@ mod tests {
         }
     }
 }
+
+/// Decode speed on a classic pcap (`RSTDIAG_DECODE_BENCH=file.pcap cargo test --release --lib
+/// decode_speed -- --ignored --nocapture`); the records are walked by hand, the reader being
+/// another module's.
+#[cfg(test)]
+mod bench {
+    use super::Decoder;
+    use crate::records::RawFrame;
+
+    #[test]
+    #[ignore]
+    fn decode_speed_on_a_generated_capture() {
+        let Ok(path) = std::env::var("RSTDIAG_DECODE_BENCH") else {
+            return;
+        };
+        let file = std::fs::read(path).expect("readable capture");
+        let linktype = u32::from_le_bytes(file[20..24].try_into().unwrap());
+        let mut frames = Vec::new();
+        let mut pos = 24;
+        while pos + 16 <= file.len() {
+            let caplen = u32::from_le_bytes(file[pos + 8..pos + 12].try_into().unwrap()) as usize;
+            let start = pos + 16;
+            frames.push(RawFrame {
+                frame: frames.len() as u64 + 1,
+                ts: 0.0,
+                linktype,
+                data: &file[start..start + caplen],
+                wirelen: caplen as u32,
+            });
+            pos = start + caplen;
+        }
+        // A few thousand frames decoded again and again stay in the cache: the decoder's own cost.
+        let hot = &frames[..frames.len().min(2048)];
+        let mut decoder = Decoder::new();
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            for raw in hot {
+                std::hint::black_box(decoder.decode(raw));
+            }
+        }
+        let ns = started.elapsed().as_nanos() as f64 / (hot.len() * 1000) as f64;
+        println!(
+            "{} cached frames decoded 1000 times: {ns:.1} ns/packet",
+            hot.len()
+        );
+        let started = std::time::Instant::now();
+        let touched: u64 = frames.iter().map(|raw| u64::from(raw.data[40])).sum();
+        let ns = started.elapsed().as_nanos() as f64 / frames.len() as f64;
+        println!("reading one byte of each frame: {ns:.1} ns/packet ({touched})");
+        for round in 0..3 {
+            let mut decoder = Decoder::new();
+            let started = std::time::Instant::now();
+            let mut payload = 0u64;
+            for raw in &frames {
+                if let Some(pkt) = decoder.decode(raw) {
+                    payload += u64::from(pkt.length);
+                }
+            }
+            let elapsed = started.elapsed();
+            let ns = elapsed.as_nanos() as f64 / frames.len() as f64;
+            println!(
+                "round {round}: {} frames in {elapsed:?}: {ns:.1} ns/packet ({} tcp, {payload} payload bytes)",
+                frames.len(),
+                decoder.stats.tcp
+            );
+        }
+    }
+}
