@@ -1,1 +1,820 @@
-//! (placeholder: being written)
+//! Per-flow tracking: roles, per-side sequence state, a short history, and one case per RST.
+//!
+//! The tracker turns a stream of Packets into RstCases, each holding everything the classifier
+//! needs to judge one RST: the flow's history before it, both sides' state at that moment, and
+//! the few packets that followed it (injection shows in what the claimed sender does next).
+//!
+//! A port of rstdiag/flows.py. Python's dicts iterate in insertion order, and that order shows
+//! in which cases a sweep releases first and which flows an eviction picks among equally idle
+//! ones: here each flow's id (its creation number) stands for that order, and each host's
+//! first sighting for the host table's.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+use crate::records::{Packet, ACK, FIN, RST, SYN};
+
+/// Segments kept per flow; the classifier looks at the last few.
+pub const HISTORY: usize = 16;
+/// Segments after a RST collected before it is judged...
+pub const AFTER: usize = 8;
+/// ...or this much capture time, whichever comes first.
+pub const AFTER_SECONDS: f64 = 5.0;
+/// The same packet seen twice (an 'any' capture) arrives within this.
+pub const DUPLICATE_SECONDS: f64 = 0.05;
+pub const DUPLICATE_SECONDS_NO_ID: f64 = 0.00002;
+/// Packets between sweeps of idle flows.
+pub const SWEEP_EVERY: u64 = 65536;
+/// A closed flow is forgotten after this much idle capture time.
+pub const CLOSED_IDLE: f64 = 30.0;
+/// An open flow is forgotten after this much idle capture time.
+pub const OPEN_IDLE: f64 = 900.0;
+/// Flows held at once; the idlest are evicted beyond it.
+pub const MAX_FLOWS: usize = 200_000;
+/// Hosts whose TTLs are remembered across flows.
+pub const MAX_HOSTS: usize = 100_000;
+pub const MAX_TTLS: usize = 8;
+
+/// Ports that name a service: the side using one is the server when the SYN was not captured.
+pub const SERVICE_PORTS: [u16; 39] = [
+    20, 21, 22, 23, 25, 53, 80, 110, 111, 119, 135, 139, 143, 179, 389, 443, 445, 465, 514, 587,
+    636, 993, 995, 1433, 1521, 2049, 3306, 3389, 5432, 5672, 6379, 6443, 8000, 8080, 8443, 9092,
+    9200, 11211, 27017,
+];
+
+/// a - b in sequence space (RFC 1982 style): positive when a is after b.
+pub fn seq_diff(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+/// Whether `a` is strictly after `b` in sequence space (within half the space).
+fn seq_after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    0 < d && d < 0x8000_0000
+}
+
+/// A set of TTLs: a 256-bit map, so copying it (per RST) and iterating it sorted are free.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TtlSet {
+    bits: [u64; 4],
+}
+
+impl TtlSet {
+    pub fn insert(&mut self, ttl: u8) {
+        if let Some(word) = self.bits.get_mut(usize::from(ttl >> 6)) {
+            *word |= 1u64 << (ttl & 63);
+        }
+    }
+
+    pub fn contains(&self, ttl: u8) -> bool {
+        self.bits
+            .get(usize::from(ttl >> 6))
+            .is_some_and(|word| word & (1u64 << (ttl & 63)) != 0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|w| *w == 0)
+    }
+
+    pub fn union(&self, other: &TtlSet) -> TtlSet {
+        let mut out = *self;
+        for (mine, theirs) in out.bits.iter_mut().zip(other.bits) {
+            *mine |= theirs;
+        }
+        out
+    }
+
+    /// The TTLs in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(move |ttl| self.contains(*ttl))
+    }
+
+    /// Python's `"/".join(str(t) for t in sorted(ttls))`.
+    pub fn text(&self) -> String {
+        let parts: Vec<String> = self.iter().map(|t| t.to_string()).collect();
+        parts.join("/")
+    }
+}
+
+impl FromIterator<u8> for TtlSet {
+    fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> Self {
+        let mut out = TtlSet::default();
+        for ttl in iter {
+            out.insert(ttl);
+        }
+        out
+    }
+}
+
+/// A packet as its flow sees it: `side` 0 is the client, 1 the server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Segment {
+    pub frame: u64,
+    pub ts: f64,
+    pub side: u8,
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub length: u32,
+    pub window: u16,
+    pub ttl: u8,
+    pub ipid: Option<u16>,
+    pub fastclose: bool,
+    pub mptcp_reason: Option<u8>,
+}
+
+const NO_SEGMENT: Segment = Segment {
+    frame: 0,
+    ts: 0.0,
+    side: 0,
+    flags: 0,
+    seq: 0,
+    ack: 0,
+    length: 0,
+    window: 0,
+    ttl: 0,
+    ipid: None,
+    fastclose: false,
+    mptcp_reason: None,
+};
+
+impl Segment {
+    /// Sequence number just past this segment (SYN and FIN take one each).
+    pub fn end(&self) -> u32 {
+        self.seq
+            .wrapping_add(self.length)
+            .wrapping_add(u32::from(self.flags & SYN != 0))
+            .wrapping_add(u32::from(self.flags & FIN != 0))
+    }
+}
+
+/// What one side of a flow has sent so far (RSTs apart, which are kept in `rsts`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SideState {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub isn: Option<u32>,
+    /// origin of relative sequence numbers
+    pub base: Option<u32>,
+    pub sent_syn: bool,
+    pub sent_synack: bool,
+    /// highest sequence number sent + 1
+    pub nxt: Option<u32>,
+    pub fin_frame: Option<u64>,
+    pub fin_seq: Option<u32>,
+    pub data_bytes: u64,
+    pub last_data_frame: Option<u64>,
+    /// highest ack sent in a non-RST segment
+    pub acked: Option<u32>,
+    /// non-RST segments
+    pub packets: u64,
+    pub ttls: TtlSet,
+    pub first_ts: Option<f64>,
+    pub last_ts: Option<f64>,
+    /// the side's first four RSTs
+    pub rsts: Vec<Segment>,
+}
+
+impl SideState {
+    pub fn new(addr: IpAddr, port: u16) -> Self {
+        SideState {
+            addr,
+            port,
+            isn: None,
+            base: None,
+            sent_syn: false,
+            sent_synack: false,
+            nxt: None,
+            fin_frame: None,
+            fin_seq: None,
+            data_bytes: 0,
+            last_data_frame: None,
+            acked: None,
+            packets: 0,
+            ttls: TtlSet::default(),
+            first_ts: None,
+            last_ts: None,
+            rsts: Vec::new(),
+        }
+    }
+
+    /// `seq` relative to the side's base, or as it is when no base is known.
+    pub fn relative(&self, seq: u32) -> i64 {
+        match self.base {
+            Some(base) => seq_diff(seq, base),
+            None => i64::from(seq),
+        }
+    }
+
+    pub fn record(&mut self, seg: &Segment) {
+        let flags = seg.flags;
+        if self.first_ts.is_none() {
+            self.first_ts = Some(seg.ts);
+        }
+        self.last_ts = Some(seg.ts);
+        if flags & RST != 0 {
+            if self.rsts.len() < 4 {
+                self.rsts.push(*seg);
+            }
+            return;
+        }
+        self.packets += 1;
+        if self.ttls.len() < MAX_TTLS {
+            self.ttls.insert(seg.ttl);
+        }
+        let seq = seg.seq;
+        if flags & SYN != 0 {
+            if self.isn.is_none() || self.packets == 1 {
+                self.isn = Some(seq);
+            }
+            self.base = Some(seq);
+            if flags & ACK != 0 {
+                self.sent_synack = true;
+            } else {
+                self.sent_syn = true;
+            }
+        } else if self.base.is_none() {
+            self.base = Some(seq.wrapping_sub(1));
+        }
+        let end = seg.end();
+        if self.nxt.map_or(true, |nxt| seq_after(end, nxt)) {
+            self.nxt = Some(end);
+        }
+        if seg.length != 0 {
+            self.data_bytes += u64::from(seg.length);
+            self.last_data_frame = Some(seg.frame);
+        }
+        if flags & FIN != 0 && self.fin_frame.is_none() {
+            self.fin_frame = Some(seg.frame);
+            self.fin_seq = Some(seq.wrapping_add(seg.length));
+        }
+        if flags & ACK != 0 && self.acked.map_or(true, |acked| seq_after(seg.ack, acked)) {
+            self.acked = Some(seg.ack);
+        }
+    }
+}
+
+/// How client and server were told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Roles {
+    Syn,
+    Synack,
+    Port,
+    First,
+}
+
+impl Roles {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Roles::Syn => "syn",
+            Roles::Synack => "synack",
+            Roles::Port => "port",
+            Roles::First => "first",
+        }
+    }
+}
+
+/// Everything known about one RST: the classifier's whole input.
+#[derive(Clone, Debug)]
+pub struct RstCase {
+    pub flow_id: u64,
+    pub rst: Segment,
+    /// snapshots taken just before the RST
+    pub client: SideState,
+    pub server: SideState,
+    pub roles: Roles,
+    /// the flow's last segments before the RST, oldest first
+    pub before: Vec<Segment>,
+    /// what the flow saw next
+    pub after: Vec<Segment>,
+    /// the sender's TTLs seen in other flows (its non-RST packets, this one's too)
+    pub sender_host_ttls: TtlSet,
+    pub payload: Vec<u8>,
+    pub mptcp_reset_reason: Option<u8>,
+    /// frame of the identical RST just before this one (the first of a chain of copies)
+    pub duplicate_of: Option<u64>,
+}
+
+impl RstCase {
+    pub fn sender(&self) -> &SideState {
+        if self.rst.side == 0 {
+            &self.client
+        } else {
+            &self.server
+        }
+    }
+
+    pub fn peer(&self) -> &SideState {
+        if self.rst.side == 0 {
+            &self.server
+        } else {
+            &self.client
+        }
+    }
+}
+
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub flows: u64,
+    pub duplicates: u64,
+    /// flows dropped because the table was full
+    pub evicted: u64,
+}
+
+/// The last HISTORY segments of a flow, in a fixed ring: no allocation per packet.
+#[derive(Clone, Debug)]
+struct History {
+    segs: [Segment; HISTORY],
+    start: usize,
+    len: usize,
+}
+
+impl History {
+    fn new() -> Self {
+        History {
+            segs: [NO_SEGMENT; HISTORY],
+            start: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, seg: Segment) {
+        if self.len < HISTORY {
+            if let Some(slot) = self.segs.get_mut((self.start + self.len) % HISTORY) {
+                *slot = seg;
+            }
+            self.len += 1;
+        } else {
+            if let Some(slot) = self.segs.get_mut(self.start) {
+                *slot = seg;
+            }
+            self.start = (self.start + 1) % HISTORY;
+        }
+    }
+
+    fn last(&self) -> Option<&Segment> {
+        match self.len {
+            0 => None,
+            n => self.segs.get((self.start + n - 1) % HISTORY),
+        }
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &Segment> + '_ {
+        (0..self.len).filter_map(move |i| self.segs.get((self.start + i) % HISTORY))
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Flow {
+    /// also the flow's place in the table's insertion order
+    flow_id: u64,
+    /// (client, server)
+    sides: [SideState; 2],
+    roles: Roles,
+    history: History,
+    waiting: Vec<RstCase>,
+    last_ts: f64,
+    rst_seen: bool,
+}
+
+impl Flow {
+    fn new(flow_id: u64, pkt: &Packet) -> Self {
+        let (sender_is_client, roles) = roles_of(pkt);
+        let me = SideState::new(pkt.src, pkt.sport);
+        let peer = SideState::new(pkt.dst, pkt.dport);
+        let sides = if sender_is_client {
+            [me, peer]
+        } else {
+            [peer, me]
+        };
+        Flow {
+            flow_id,
+            sides,
+            roles,
+            history: History::new(),
+            waiting: Vec::new(),
+            last_ts: pkt.ts,
+            rst_seen: false,
+        }
+    }
+
+    fn closed(&self) -> bool {
+        let [client, server] = &self.sides;
+        self.rst_seen || (client.fin_frame.is_some() && server.fin_frame.is_some())
+    }
+
+    /// A fresh SYN on a closed 4-tuple is a new connection, a retransmitted one is not.
+    fn started_anew_by(&self, pkt: &Packet) -> bool {
+        if pkt.flags & SYN == 0 || pkt.flags & ACK != 0 || !self.closed() {
+            return false;
+        }
+        let [client, _] = &self.sides;
+        !(client.addr == pkt.src && client.port == pkt.sport && client.isn == Some(pkt.seq))
+    }
+}
+
+/// (is the packet's sender the client?, how that was decided).
+fn roles_of(pkt: &Packet) -> (bool, Roles) {
+    if pkt.flags & SYN != 0 {
+        let synack = pkt.flags & ACK != 0;
+        return (!synack, if synack { Roles::Synack } else { Roles::Syn });
+    }
+    let s_service = SERVICE_PORTS.contains(&pkt.sport);
+    let d_service = SERVICE_PORTS.contains(&pkt.dport);
+    if s_service != d_service {
+        return (d_service, Roles::Port);
+    }
+    if (pkt.sport < 1024) != (pkt.dport < 1024) {
+        return (pkt.dport < 1024, Roles::Port);
+    }
+    if pkt.flags & RST != 0 && pkt.sport != pkt.dport {
+        // A lone RST usually answers something: guess the lower port is the service.
+        return (pkt.dport < pkt.sport, Roles::Port);
+    }
+    (true, Roles::First)
+}
+
+/// A flow's 4-tuple, the same in both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    a: IpAddr,
+    a_port: u16,
+    b: IpAddr,
+    b_port: u16,
+}
+
+impl FlowKey {
+    fn of(pkt: &Packet) -> Self {
+        let (src, dst) = ((pkt.src, pkt.sport), (pkt.dst, pkt.dport));
+        let ((a, a_port), (b, b_port)) = if src <= dst { (src, dst) } else { (dst, src) };
+        FlowKey {
+            a,
+            a_port,
+            b,
+            b_port,
+        }
+    }
+}
+
+/// Each host's TTLs across flows, and when it was first seen (Python's dict order).
+#[derive(Default)]
+struct HostTtls {
+    hosts: FxHashMap<IpAddr, (u64, TtlSet)>,
+    seen: u64,
+}
+
+impl HostTtls {
+    fn note(&mut self, addr: IpAddr, ttl: u8) {
+        if let Some((_, ttls)) = self.hosts.get_mut(&addr) {
+            if ttls.len() < MAX_TTLS {
+                ttls.insert(ttl);
+            }
+            return;
+        }
+        self.seen += 1;
+        self.hosts
+            .insert(addr, (self.seen, std::iter::once(ttl).collect()));
+    }
+
+    fn of(&self, addr: &IpAddr) -> TtlSet {
+        self.hosts
+            .get(addr)
+            .map(|(_, ttls)| *ttls)
+            .unwrap_or_default()
+    }
+
+    /// Beyond MAX_HOSTS, forget the half first seen longest ago.
+    fn trim(&mut self) {
+        if self.hosts.len() <= MAX_HOSTS {
+            return;
+        }
+        let mut firsts: Vec<u64> = self.hosts.values().map(|(first, _)| *first).collect();
+        let (_, cut, _) = firsts.select_nth_unstable(MAX_HOSTS / 2 - 1);
+        let cut = *cut;
+        self.hosts.retain(|_, (first, _)| *first > cut);
+    }
+}
+
+/// Feeds packets into flows and hands out RstCases once they can be judged.
+pub struct FlowTracker {
+    flows: FxHashMap<FlowKey, Flow>,
+    hosts: HostTtls,
+    stats: TrackerStats,
+    max_flows: usize,
+    packets: u64,
+    now: f64,
+}
+
+impl FlowTracker {
+    pub fn new(max_flows: usize) -> Self {
+        FlowTracker {
+            flows: FxHashMap::default(),
+            hosts: HostTtls::default(),
+            stats: TrackerStats::default(),
+            max_flows,
+            packets: 0,
+            now: 0.0,
+        }
+    }
+
+    pub fn stats(&self) -> &TrackerStats {
+        &self.stats
+    }
+
+    pub fn max_flows(&self) -> usize {
+        self.max_flows
+    }
+
+    pub fn open_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Track one packet; push the cases that became ready.
+    pub fn feed(&mut self, pkt: Packet, ready: &mut Vec<RstCase>) {
+        self.packets += 1;
+        if pkt.ts > self.now {
+            self.now = pkt.ts;
+        }
+        let key = FlowKey::of(&pkt);
+        match self.flows.get_mut(&key) {
+            Some(flow) if !flow.started_anew_by(&pkt) => {
+                track(flow, &mut self.hosts, &mut self.stats, pkt, ready);
+            }
+            _ => self.feed_new_flow(key, pkt, ready),
+        }
+        if self.packets % SWEEP_EVERY == 0 {
+            self.sweep(ready);
+        }
+    }
+
+    /// A packet that starts a flow: on a new 4-tuple, or a new connection on a closed one.
+    fn feed_new_flow(&mut self, key: FlowKey, pkt: Packet, ready: &mut Vec<RstCase>) {
+        self.forget(&key, ready);
+        self.stats.flows += 1;
+        let flow_id = self.stats.flows;
+        self.flows.insert(key, Flow::new(flow_id, &pkt));
+        // do not wait for the next sweep to shrink
+        if self.flows.len() as f64 > self.max_flows as f64 * 1.1 {
+            self.sweep(ready);
+        }
+        match self.flows.get_mut(&key) {
+            Some(flow) => track(flow, &mut self.hosts, &mut self.stats, pkt, ready),
+            None => {
+                // Quirk kept from Python: a packet older than every flow in a full table gets
+                // its own new flow evicted at once; the packet is still tracked into that
+                // detached flow (the host TTLs and counters see it) and a case of it is lost.
+                let mut detached = Flow::new(flow_id, &pkt);
+                let mut lost = Vec::new();
+                track(
+                    &mut detached,
+                    &mut self.hosts,
+                    &mut self.stats,
+                    pkt,
+                    &mut lost,
+                );
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &FlowKey, ready: &mut Vec<RstCase>) {
+        if let Some(flow) = self.flows.remove(key) {
+            ready.extend(flow.waiting);
+        }
+    }
+
+    /// End of input: every waiting case is ready, in the order the flows were created.
+    pub fn finish(&mut self, ready: &mut Vec<RstCase>) {
+        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
+        flows.sort_unstable_by_key(|flow| flow.flow_id);
+        for flow in flows {
+            ready.extend(flow.waiting);
+        }
+    }
+
+    /// Release cases whose after-window passed; forget idle flows; keep the table bounded.
+    pub fn sweep(&mut self, ready: &mut Vec<RstCase>) {
+        let now = self.now;
+        let mut released: Vec<(u64, Vec<RstCase>)> = Vec::new();
+        self.flows.retain(|_, flow| {
+            let window_passed = flow
+                .waiting
+                .first()
+                .is_some_and(|case| now - case.rst.ts > AFTER_SECONDS);
+            let idle = now - flow.last_ts;
+            let keep = !(idle > OPEN_IDLE || (idle > CLOSED_IDLE && flow.closed()));
+            if (window_passed || !keep) && !flow.waiting.is_empty() {
+                released.push((flow.flow_id, std::mem::take(&mut flow.waiting)));
+            }
+            keep
+        });
+        released.sort_unstable_by_key(|(flow_id, _)| *flow_id);
+        for (_, cases) in released {
+            ready.extend(cases);
+        }
+        self.evict_idlest(ready);
+        self.hosts.trim();
+    }
+
+    /// Beyond max_flows, forget the flows idle longest (Python's stable sort by last packet
+    /// time: among equals, the oldest flow first).
+    fn evict_idlest(&mut self, ready: &mut Vec<RstCase>) {
+        let excess = self.flows.len().saturating_sub(self.max_flows);
+        if excess == 0 {
+            return;
+        }
+        // `+ 0.0` makes -0.0 equal to 0.0 as Python compares them; total_cmp cannot panic.
+        let mut ages: Vec<(f64, u64, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(key, flow)| (flow.last_ts + 0.0, flow.flow_id, *key))
+            .collect();
+        let idlest = |x: &(f64, u64, FlowKey), y: &(f64, u64, FlowKey)| -> Ordering {
+            x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
+        };
+        if excess < ages.len() {
+            ages.select_nth_unstable_by(excess, idlest);
+            ages.truncate(excess);
+        }
+        ages.sort_unstable_by(idlest);
+        for (_, _, key) in ages {
+            self.forget(&key, ready);
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// `sweep` with the clock moved to `now` (seconds since the epoch) if it is later: a live
+    /// capture's wall time, so that cases and idle flows age while no packet comes.
+    pub fn sweep_at(&mut self, now: f64, ready: &mut Vec<RstCase>) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.sweep(ready);
+    }
+
+    /// The cases still collecting their after-packets, in the order their flows were created.
+    /// Classify one for a provisional verdict; the final one comes from feed/sweep/finish.
+    pub fn pending(&self) -> impl Iterator<Item = &RstCase> + '_ {
+        let mut flows: Vec<&Flow> = self
+            .flows
+            .values()
+            .filter(|f| !f.waiting.is_empty())
+            .collect();
+        flows.sort_unstable_by_key(|flow| flow.flow_id);
+        flows.into_iter().flat_map(|flow| flow.waiting.iter())
+    }
+
+    /// The waiting cases of `pkt`'s flow.
+    pub fn pending_of<'a>(&'a self, pkt: &Packet) -> impl Iterator<Item = &'a RstCase> + 'a {
+        self.flows
+            .get(&FlowKey::of(pkt))
+            .into_iter()
+            .flat_map(|flow| flow.waiting.iter())
+    }
+}
+
+impl Default for FlowTracker {
+    fn default() -> Self {
+        FlowTracker::new(MAX_FLOWS)
+    }
+}
+
+/// Add one packet to its flow: duplicates, the after-window of waiting cases, a case per RST.
+fn track(
+    flow: &mut Flow,
+    hosts: &mut HostTtls,
+    stats: &mut TrackerStats,
+    pkt: Packet,
+    ready: &mut Vec<RstCase>,
+) {
+    let [client, _] = &flow.sides;
+    let side: u8 = if pkt.src == client.addr && pkt.sport == client.port {
+        0
+    } else {
+        1
+    };
+    let seg = Segment {
+        frame: pkt.frame,
+        ts: pkt.ts,
+        side,
+        flags: pkt.flags,
+        seq: pkt.seq,
+        ack: pkt.ack,
+        length: pkt.length,
+        window: pkt.window,
+        ttl: pkt.ttl,
+        ipid: pkt.ipid,
+        fastclose: pkt.mptcp_fastclose,
+        mptcp_reason: pkt.mptcp_reset_reason,
+    };
+    flow.last_ts = pkt.ts;
+    let twin = flow.history.last().and_then(|last| twin_of(last, &seg));
+    if twin.is_some() && seg.flags & RST == 0 {
+        stats.duplicates += 1;
+        return;
+    }
+    collect_after(flow, &seg, ready);
+    if seg.flags & RST != 0 {
+        let case = new_case(flow, seg, pkt, twin.map(|t| t.frame), hosts, stats);
+        flow.waiting.push(case);
+        flow.rst_seen = true;
+    } else {
+        hosts.note(pkt.src, pkt.ttl);
+    }
+    if let Some(me) = flow.sides.get_mut(usize::from(side)) {
+        me.record(&seg);
+    }
+    flow.history.push(seg);
+}
+
+/// The segment joins the after-window of every waiting case; the full ones are ready.
+fn collect_after(flow: &mut Flow, seg: &Segment, ready: &mut Vec<RstCase>) {
+    if flow.waiting.is_empty() {
+        return;
+    }
+    for case in flow.waiting.iter_mut() {
+        case.after.push(*seg);
+    }
+    // The first case waits longest: only when it is full can any be.
+    if flow
+        .waiting
+        .first()
+        .is_some_and(|case| case.after.len() >= AFTER)
+    {
+        for case in std::mem::take(&mut flow.waiting) {
+            if case.after.len() >= AFTER {
+                ready.push(case);
+            } else {
+                flow.waiting.push(case);
+            }
+        }
+    }
+}
+
+/// The identical packet just before this one, if this is a copy of it.
+fn twin_of(last: &Segment, seg: &Segment) -> Option<Segment> {
+    let same = last.side == seg.side
+        && last.seq == seg.seq
+        && last.ack == seg.ack
+        && last.flags == seg.flags
+        && last.length == seg.length
+        && last.window == seg.window
+        && last.ipid == seg.ipid
+        && last.mptcp_reason == seg.mptcp_reason;
+    if !same {
+        return None;
+    }
+    // Without an IP ID to tell them apart (IPv6, or the zero ID of Linux's RSTs), a stack's
+    // answers to two arriving segments look identical: only a near-zero gap says it is one
+    // packet captured twice.
+    let window = match seg.ipid {
+        Some(id) if id != 0 => DUPLICATE_SECONDS,
+        _ => DUPLICATE_SECONDS_NO_ID,
+    };
+    let gap = seg.ts - last.ts;
+    (0.0 <= gap && gap <= window).then_some(*last)
+}
+
+fn new_case(
+    flow: &Flow,
+    rst: Segment,
+    pkt: Packet,
+    twin: Option<u64>,
+    hosts: &HostTtls,
+    stats: &mut TrackerStats,
+) -> RstCase {
+    let mut duplicate_of = None;
+    if let Some(twin) = twin {
+        duplicate_of = Some(twin);
+        // a chain of copies points at the first of them (the last match decides, as in Python)
+        for waiting in &flow.waiting {
+            if waiting.rst.frame == twin && waiting.duplicate_of.is_some() {
+                duplicate_of = waiting.duplicate_of;
+            }
+        }
+        stats.duplicates += 1;
+    }
+    let [client, server] = &flow.sides;
+    RstCase {
+        flow_id: flow.flow_id,
+        rst,
+        client: client.clone(),
+        server: server.clone(),
+        roles: flow.roles,
+        before: flow.history.iter().copied().collect(),
+        after: Vec::with_capacity(AFTER),
+        sender_host_ttls: hosts.of(&pkt.src),
+        mptcp_reset_reason: pkt.mptcp_reset_reason,
+        payload: pkt.payload,
+        duplicate_of,
+    }
+}
+
+#[cfg(test)]
+mod tests;
