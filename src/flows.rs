@@ -616,9 +616,10 @@ impl FlowTracker {
         match self.flows.get_mut(&key) {
             Some(flow) => track(flow, &mut self.hosts, &mut self.stats, pkt, ready),
             None => {
-                // Quirk kept from Python: a packet older than every flow in a full table gets
-                // its own new flow evicted at once; the packet is still tracked into that
-                // detached flow (the host TTLs and counters see it) and a case of it is lost.
+                // Quirk kept from Python: the sweep its arrival caused dropped the new flow (the
+                // idlest of a full table, or idle past OPEN_IDLE: a packet far older than the
+                // capture's clock). The packet is still tracked into that detached flow (host
+                // TTLs and counters see it) and a case of it is lost.
                 let mut detached = Flow::new(flow_id, pkt);
                 let mut lost = Vec::new();
                 track(

@@ -51,7 +51,7 @@ fn hex(text: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
-pub(super) fn number<T: std::str::FromStr>(text: &str) -> T {
+fn number<T: std::str::FromStr>(text: &str) -> T {
     text.parse()
         .unwrap_or_else(|_| panic!("not a number: {text}"))
 }
@@ -61,7 +61,7 @@ pub(super) fn number<T: std::str::FromStr>(text: &str) -> T {
 /// previous line, default 1 ms), ttl, ipid (default: a per-side counter), win, fc=1
 /// (MP_FASTCLOSE), payload (hex), reason (MP_TCPRST), cport, sport, v6=1 (::192.0.2.1 and
 /// 2001:db8::7), frame and t (absolute time: the line does not move the conversation's clock).
-pub(super) fn packets(lines: &[&str]) -> Vec<Packet> {
+fn packets(lines: &[&str]) -> Vec<Packet> {
     let mut ts = 1000.0;
     let mut ipids: [u16; 2] = [100, 5000];
     let mut out = Vec::new();
