@@ -382,6 +382,8 @@ struct Flow {
     waiting: Vec<RstCase>,
     last_ts: f64,
     rst_seen: bool,
+    /// per side, the last TTL offered to the host table, and when (see HostTtls::note_once)
+    noted: [Option<(u64, u8)>; 2],
 }
 
 impl Flow {
@@ -402,6 +404,7 @@ impl Flow {
             waiting: Vec::new(),
             last_ts: pkt.ts,
             rst_seen: false,
+            noted: [None; 2],
         }
     }
 
@@ -441,24 +444,55 @@ fn roles_of(pkt: &Packet) -> (bool, Roles) {
     (true, Roles::First)
 }
 
-/// A flow's 4-tuple, the same in both directions.
+/// An address as plain integers: hashing and comparing an IpAddr enum costs several times more
+/// on the per-packet path. IPv4 and IPv6 stay apart (Python's keys are 4 or 16 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct HostKey {
+    bits: u128,
+    v6: bool,
+}
+
+impl HostKey {
+    fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(v4) => HostKey {
+                bits: u128::from(v4.to_bits()),
+                v6: false,
+            },
+            IpAddr::V6(v6) => HostKey {
+                bits: v6.to_bits(),
+                v6: true,
+            },
+        }
+    }
+}
+
+/// A flow's 4-tuple, the same in both directions: the lower endpoint first. Each port carries
+/// its address family above its 16 bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
-    a: IpAddr,
-    a_port: u16,
-    b: IpAddr,
-    b_port: u16,
+    a: u128,
+    b: u128,
+    ports: u64,
 }
 
 impl FlowKey {
     fn of(pkt: &Packet) -> Self {
-        let (src, dst) = ((pkt.src, pkt.sport), (pkt.dst, pkt.dport));
-        let ((a, a_port), (b, b_port)) = if src <= dst { (src, dst) } else { (dst, src) };
-        FlowKey {
-            a,
-            a_port,
-            b,
-            b_port,
+        let (src, dst) = (HostKey::of(pkt.src), HostKey::of(pkt.dst));
+        let tagged = |host: HostKey, port: u16| u64::from(port) | u64::from(host.v6) << 16;
+        let (sport, dport) = (tagged(src, pkt.sport), tagged(dst, pkt.dport));
+        if (src.bits, sport) <= (dst.bits, dport) {
+            FlowKey {
+                a: src.bits,
+                b: dst.bits,
+                ports: sport << 32 | dport,
+            }
+        } else {
+            FlowKey {
+                a: dst.bits,
+                b: src.bits,
+                ports: dport << 32 | sport,
+            }
         }
     }
 }
@@ -466,12 +500,15 @@ impl FlowKey {
 /// Each host's TTLs across flows, and when it was first seen (Python's dict order).
 #[derive(Default)]
 struct HostTtls {
-    hosts: FxHashMap<IpAddr, (u64, TtlSet)>,
+    hosts: FxHashMap<HostKey, (u64, TtlSet)>,
     seen: u64,
+    /// trims so far
+    epoch: u64,
 }
 
 impl HostTtls {
     fn note(&mut self, addr: IpAddr, ttl: u8) {
+        let addr = HostKey::of(addr);
         if let Some((_, ttls)) = self.hosts.get_mut(&addr) {
             if ttls.len() < MAX_TTLS {
                 ttls.insert(ttl);
@@ -483,9 +520,19 @@ impl HostTtls {
             .insert(addr, (self.seen, std::iter::once(ttl).collect()));
     }
 
-    fn of(&self, addr: &IpAddr) -> TtlSet {
+    /// `note`, skipped when this flow side offered the same TTL since the last trim: a set
+    /// only grows until a trim drops it, so offering a TTL again changes nothing. Saves a
+    /// lookup in a table of every host on nearly every packet.
+    fn note_once(&mut self, noted: &mut Option<(u64, u8)>, addr: IpAddr, ttl: u8) {
+        if *noted != Some((self.epoch, ttl)) {
+            self.note(addr, ttl);
+            *noted = Some((self.epoch, ttl));
+        }
+    }
+
+    fn of(&self, addr: IpAddr) -> TtlSet {
         self.hosts
-            .get(addr)
+            .get(&HostKey::of(addr))
             .map(|(_, ttls)| *ttls)
             .unwrap_or_default()
     }
@@ -499,12 +546,14 @@ impl HostTtls {
         let (_, cut, _) = firsts.select_nth_unstable(MAX_HOSTS / 2 - 1);
         let cut = *cut;
         self.hosts.retain(|_, (first, _)| *first > cut);
+        self.epoch += 1;
     }
 }
 
 /// Feeds packets into flows and hands out RstCases once they can be judged.
 pub struct FlowTracker {
-    flows: FxHashMap<FlowKey, Flow>,
+    // Boxed: the table stays small enough for the caches, one pointer away from each flow.
+    flows: FxHashMap<FlowKey, Box<Flow>>,
     hosts: HostTtls,
     stats: TrackerStats,
     max_flows: usize,
@@ -537,7 +586,7 @@ impl FlowTracker {
     }
 
     /// Track one packet; push the cases that became ready.
-    pub fn feed(&mut self, pkt: Packet, ready: &mut Vec<RstCase>) {
+    pub fn feed(&mut self, mut pkt: Packet, ready: &mut Vec<RstCase>) {
         self.packets += 1;
         if pkt.ts > self.now {
             self.now = pkt.ts;
@@ -545,9 +594,9 @@ impl FlowTracker {
         let key = FlowKey::of(&pkt);
         match self.flows.get_mut(&key) {
             Some(flow) if !flow.started_anew_by(&pkt) => {
-                track(flow, &mut self.hosts, &mut self.stats, pkt, ready);
+                track(flow, &mut self.hosts, &mut self.stats, &mut pkt, ready);
             }
-            _ => self.feed_new_flow(key, pkt, ready),
+            _ => self.feed_new_flow(key, &mut pkt, ready),
         }
         if self.packets % SWEEP_EVERY == 0 {
             self.sweep(ready);
@@ -555,11 +604,11 @@ impl FlowTracker {
     }
 
     /// A packet that starts a flow: on a new 4-tuple, or a new connection on a closed one.
-    fn feed_new_flow(&mut self, key: FlowKey, pkt: Packet, ready: &mut Vec<RstCase>) {
+    fn feed_new_flow(&mut self, key: FlowKey, pkt: &mut Packet, ready: &mut Vec<RstCase>) {
         self.forget(&key, ready);
         self.stats.flows += 1;
         let flow_id = self.stats.flows;
-        self.flows.insert(key, Flow::new(flow_id, &pkt));
+        self.flows.insert(key, Box::new(Flow::new(flow_id, pkt)));
         // do not wait for the next sweep to shrink
         if self.flows.len() as f64 > self.max_flows as f64 * 1.1 {
             self.sweep(ready);
@@ -567,10 +616,11 @@ impl FlowTracker {
         match self.flows.get_mut(&key) {
             Some(flow) => track(flow, &mut self.hosts, &mut self.stats, pkt, ready),
             None => {
-                // Quirk kept from Python: a packet older than every flow in a full table gets
-                // its own new flow evicted at once; the packet is still tracked into that
-                // detached flow (the host TTLs and counters see it) and a case of it is lost.
-                let mut detached = Flow::new(flow_id, &pkt);
+                // Quirk kept from Python: the sweep its arrival caused dropped the new flow (the
+                // idlest of a full table, or idle past OPEN_IDLE: a packet far older than the
+                // capture's clock). The packet is still tracked into that detached flow (host
+                // TTLs and counters see it) and a case of it is lost.
+                let mut detached = Flow::new(flow_id, pkt);
                 let mut lost = Vec::new();
                 track(
                     &mut detached,
@@ -591,7 +641,7 @@ impl FlowTracker {
 
     /// End of input: every waiting case is ready, in the order the flows were created.
     pub fn finish(&mut self, ready: &mut Vec<RstCase>) {
-        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
+        let mut flows: Vec<Box<Flow>> = self.flows.drain().map(|(_, flow)| flow).collect();
         flows.sort_unstable_by_key(|flow| flow.flow_id);
         for flow in flows {
             ready.extend(flow.waiting);
@@ -665,6 +715,7 @@ impl FlowTracker {
             .flows
             .values()
             .filter(|f| !f.waiting.is_empty())
+            .map(|f| &**f)
             .collect();
         flows.sort_unstable_by_key(|flow| flow.flow_id);
         flows.into_iter().flat_map(|flow| flow.waiting.iter())
@@ -690,7 +741,7 @@ fn track(
     flow: &mut Flow,
     hosts: &mut HostTtls,
     stats: &mut TrackerStats,
-    pkt: Packet,
+    pkt: &mut Packet,
     ready: &mut Vec<RstCase>,
 ) {
     let [client, _] = &flow.sides;
@@ -725,7 +776,9 @@ fn track(
         flow.waiting.push(case);
         flow.rst_seen = true;
     } else {
-        hosts.note(pkt.src, pkt.ttl);
+        if let Some(noted) = flow.noted.get_mut(usize::from(side)) {
+            hosts.note_once(noted, pkt.src, pkt.ttl);
+        }
     }
     if let Some(me) = flow.sides.get_mut(usize::from(side)) {
         me.record(&seg);
@@ -784,7 +837,7 @@ fn twin_of(last: &Segment, seg: &Segment) -> Option<Segment> {
 fn new_case(
     flow: &Flow,
     rst: Segment,
-    pkt: Packet,
+    pkt: &mut Packet,
     twin: Option<u64>,
     hosts: &HostTtls,
     stats: &mut TrackerStats,
@@ -809,9 +862,9 @@ fn new_case(
         roles: flow.roles,
         before: flow.history.iter().copied().collect(),
         after: Vec::with_capacity(AFTER),
-        sender_host_ttls: hosts.of(&pkt.src),
+        sender_host_ttls: hosts.of(pkt.src),
         mptcp_reset_reason: pkt.mptcp_reset_reason,
-        payload: pkt.payload,
+        payload: std::mem::take(&mut pkt.payload),
         duplicate_of,
     }
 }

@@ -878,9 +878,9 @@ fn host_table_forgets_the_first_seen_half_beyond_its_bound() {
     }
     hosts.trim();
     assert_eq!(hosts.hosts.len(), MAX_HOSTS + 1 - MAX_HOSTS / 2);
-    assert!(hosts.of(&IpAddr::V4(Ipv4Addr::from(0u32))).is_empty());
+    assert!(hosts.of(IpAddr::V4(Ipv4Addr::from(0u32))).is_empty());
     assert!(!hosts
-        .of(&IpAddr::V4(Ipv4Addr::from(MAX_HOSTS as u32 / 2)))
+        .of(IpAddr::V4(Ipv4Addr::from(MAX_HOSTS as u32 / 2)))
         .is_empty());
 }
 
@@ -891,4 +891,87 @@ fn ttl_set_iterates_sorted_and_joins_with_slashes() {
     assert_eq!(set.len(), 4);
     assert!(set.contains(255) && !set.contains(63));
     assert_eq!(TtlSet::default().text(), "");
+}
+
+/// Packet `i` of a synthetic stream: `flows` connections interleaved round-robin, each a
+/// handshake then data both ways; one in ten ends with a RST+ACK at round `rounds - 1`.
+fn synthetic(i: u32, flows: u32, rounds: u32) -> Packet {
+    let (round, f) = (i / flows, i % flows);
+    let from_client = round % 2 == 0;
+    let (flags, length) = match round {
+        0 => (SYN, 0),
+        1 => (SYN | ACK, 0),
+        r if r == rounds - 1 && f % 10 == 0 => (RST | ACK, 0),
+        _ => (ACK | PSH, 100),
+    };
+    let (cseq, sseq) = (1000 + 100 * (round / 2), 5000 + 100 * (round / 2));
+    let p = Packet {
+        frame: u64::from(i) + 1,
+        ts: 1000.0 + f64::from(i) * 1e-6,
+        src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + f)),
+        dst: SERVER,
+        sport: 40000 + (f % 20000) as u16,
+        dport: 443,
+        seq: if from_client { cseq } else { sseq },
+        ack: if from_client { sseq } else { cseq },
+        flags,
+        window: 512,
+        length,
+        ttl: 64,
+        ipid: Some(i as u16),
+        payload: Vec::new(),
+        mptcp_fastclose: false,
+        mptcp_reset_reason: None,
+    };
+    if from_client {
+        p
+    } else {
+        p.sent_by_server()
+    }
+}
+
+/// This thread's time on a CPU, in ns (the machine is shared: wall time is not all ours).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// `FLOWS=10000 cargo test --release -- --ignored --nocapture tracker_speed`: the tracker's
+/// CPU time per packet on 2M synthetic packets, less the time to make the packets.
+#[test]
+#[ignore]
+fn tracker_speed() {
+    let flows: u32 = std::env::var("FLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rounds = 2_000_000 / flows;
+    let count = flows * rounds;
+    let start = cpu_ns();
+    let mut made = 0u64;
+    for i in 0..count {
+        made += std::hint::black_box(synthetic(i, flows, rounds)).frame;
+    }
+    let making = cpu_ns().saturating_sub(start);
+    let mut tracker = FlowTracker::default();
+    let mut ready = Vec::new();
+    let start = cpu_ns();
+    for i in 0..count {
+        tracker.feed(synthetic(i, flows, rounds), &mut ready);
+    }
+    tracker.finish(&mut ready);
+    let total = cpu_ns().saturating_sub(start);
+    let per_packet = total.saturating_sub(making) as f64 / f64::from(count);
+    println!(
+        "{count} packets ({made}), {} flows, {} cases: {per_packet:.1} ns/packet in the tracker \
+         ({:.1} with making the packets); Flow {} B, RstCase {} B",
+        tracker.stats().flows,
+        ready.len(),
+        total as f64 / f64::from(count),
+        std::mem::size_of::<Flow>(),
+        std::mem::size_of::<RstCase>()
+    );
+    assert_eq!(ready.len(), (flows / 10) as usize);
 }

@@ -2,7 +2,7 @@
 //! through the tracker as tests/conversation.py does) against the Python engine's verdicts.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 use crate::flows::{FlowTracker, Segment};
@@ -12,6 +12,8 @@ mod conversations;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+const CLIENT_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0xc000, 0x0201));
+const SERVER_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
 
 // --- conversations -----------------------------------------------------------------------
 
@@ -57,8 +59,8 @@ fn number<T: std::str::FromStr>(text: &str) -> T {
 /// Packets of a conversation written one line a packet, as tests/conversation.py builds them:
 /// "c" or "s" (sender), the flags, then key=value: seq, ack, len, gap (seconds since the
 /// previous line, default 1 ms), ttl, ipid (default: a per-side counter), win, fc=1
-/// (MP_FASTCLOSE), payload (hex), reason (MP_TCPRST), cport, sport, frame and t (absolute
-/// time: the line does not move the conversation's clock).
+/// (MP_FASTCLOSE), payload (hex), reason (MP_TCPRST), cport, sport, v6=1 (::192.0.2.1 and
+/// 2001:db8::7), frame and t (absolute time: the line does not move the conversation's clock).
 fn packets(lines: &[&str]) -> Vec<Packet> {
     let mut ts = 1000.0;
     let mut ipids: [u16; 2] = [100, 5000];
@@ -86,10 +88,15 @@ fn packets(lines: &[&str]) -> Vec<Packet> {
         };
         let cport = kw.get("cport").map_or(40000, |p| number(p));
         let sport = kw.get("sport").map_or(8080, |p| number(p));
-        let ((src, sp), (dst, dp)) = if from_client {
-            ((CLIENT, cport), (SERVER, sport))
+        let (client, server) = if kw.get("v6") == Some(&"1") {
+            (CLIENT_V6, SERVER_V6)
         } else {
-            ((SERVER, sport), (CLIENT, cport))
+            (CLIENT, SERVER)
+        };
+        let ((src, sp), (dst, dp)) = if from_client {
+            ((client, cport), (server, sport))
+        } else {
+            ((server, sport), (client, cport))
         };
         out.push(Packet {
             frame: kw.get("frame").map_or(out.len() as u64 + 1, |f| number(f)),
