@@ -1,11 +1,34 @@
 """rstdiag: who sent that TCP RST, and why?
 
-The library core is usable without the CLI::
+The library works without the CLI; the engine (rstdiag._core, compiled from Rust) does the
+reading, decoding, flow tracking and judging, with the GIL released::
 
-    from rstdiag.analysis import analyze_file
-    report = analyze_file("capture.pcap")
-    for verdict in report.verdicts:
-        print(verdict.frame, verdict.label, verdict.evidence)
+    import rstdiag
+
+    report = rstdiag.analyze("capture.pcap")        # a path, "-", or an open binary file
+    for verdict in report:                          # each verdict as soon as it is final
+        print(verdict.frame, verdict.label, verdict.sender, verdict.evidence)
+    print(report.file.frames, report.summary())
 """
 
+from .analysis import FileReport, Report, analyze, analyze_file
+from .errors import CaptureError, RstdiagError
+from .labels import HINTS, Confidence, Endpoint, Label, Sender, Verdict
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "HINTS",
+    "CaptureError",
+    "Confidence",
+    "Endpoint",
+    "FileReport",
+    "Label",
+    "Report",
+    "RstdiagError",
+    "Sender",
+    "Verdict",
+    "__version__",
+    "analyze",
+    "analyze_file",
+]

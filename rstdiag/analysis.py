@@ -1,33 +1,30 @@
-"""The library core: a capture file in, a report of every RST's verdict out.
+"""The library core: a capture in, a report of every RST's verdict out.
 
-source (pcapfile) -> decode -> flows (tracker) -> classify -> report. No printing here: the
-CLI and other callers render the report.
+Everything per packet and per RST happens in the compiled engine, `rstdiag._core` (Rust:
+capture reading, decoding, flow tracking, the classifier's rules). This module runs it on a
+file, standard input or an open binary stream, and turns what it gives into the report types
+the renderers share. No printing here: the CLI and other callers render the report.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .classify import as_duplicate, classify, refine_bursts
-from .decode import SUPPORTED_LINKTYPES, Decoder
-from .errors import CaptureError, RstdiagError
-from .flows import FlowTracker, RstCase
-from .labels import Label, Verdict
-from .pcapfile import PCAP_HEADER_LEN, CaptureReader, open_capture, pcap_layout
-from .records import RawFrame
+from . import _core
+from .errors import CaptureError, EngineFault, RstdiagError
+from .labels import Confidence, Endpoint, Label, Sender, Verdict
 
-BULK_MIN_BYTES = 16 << 20  # pcap and pcapng files from this size on are read in two passes
-MAX_LINKTYPE_WARNINGS = 8  # distinct unsupported link types warned about one by one
+_LABELS = {str(label): label for label in Label}
+_SENDERS = {str(sender): sender for sender in Sender}
+_CONFIDENCES = {str(confidence): confidence for confidence in Confidence}
 
-LINKTYPE_NAMES = {
-    9: "PPP", 50: "PPP in HDLC framing", 105: "IEEE 802.11", 119: "802.11 Prism",
-    127: "802.11 radiotap", 192: "PPI", 195: "IEEE 802.15.4", 197: "ERF",
-    220: "USB Linux mmapped", 249: "netlink", 253: "Linux netlink",
-}
+VerdictTuple = tuple[int, float, str, int, str, int, str, str, int, str, int, str, str, str, str,
+                     int | None]
 
 
 @dataclass(slots=True)
@@ -74,147 +71,117 @@ def summarize(verdicts: Iterable[Verdict]) -> dict[str, int]:
     return {str(label): counts[label] for label in Label if counts[label]}
 
 
-class Analysis:
-    """One capture file's run through the pipeline; `finish()` gives the report so far.
+def verdict_of(record: VerdictTuple, path: str) -> Verdict:
+    """A verdict as the engine hands it over, as the renderers' record."""
+    (frame, ts, src, sport, dst, dport, flags, client, cport, server, sport_, sender, label,
+     confidence, evidence, duplicate_of) = record
+    return Verdict(frame, ts, src, sport, dst, dport, flags, Endpoint(client, cport),
+                   Endpoint(server, sport_), _SENDERS[sender], _LABELS[label],
+                   _CONFIDENCES[confidence], evidence, path, duplicate_of)
 
-    Split from `analyze_file` so that an interrupted run (Ctrl-C) still reports what it read.
+
+class Analysis:
+    """One capture's run through the engine.
+
+    `verdicts()` streams the final verdicts in frame order as the engine releases them;
+    `run()` collects them into a FileReport. Split from `analyze_file` so that an
+    interrupted run (Ctrl-C) still reports what it read: `finish(complete=False)`.
     """
 
-    def __init__(self, path: str, max_flows: int | None = None) -> None:
+    def __init__(self, path: str, max_flows: int | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.path = path
         self.max_flows = max_flows
-        self.decoder = Decoder()
-        self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
-        self.report = FileReport(path)
-        self._verdicts: dict[int, Verdict] = {}
-        self._reader: CaptureReader | None = None
-        self._warned_linktypes: set[int] = set()
+        self.cancel = cancel  # set by another thread: stop between two batches (Ctrl-C)
+        self.core = _core.Analysis(max_flows)
+        self.collected: list[Verdict] = []
+        self._opened = False
+
+    def open(self, stream: BinaryIO | None = None) -> None:
+        """Open `path` ("-": standard input), or read the open binary `stream` under that
+        name. Raises CaptureError when it is not a capture rstdiag can read."""
+        with _engine_errors(self):
+            if stream is None:
+                self.core.open(self.path)
+            else:
+                self.core.open_stream(stream, self.path)
+        self._opened = True
+
+    def verdicts(self, progress: Callable[[int], None] | None = None) -> Iterator[Verdict]:
+        """Read to the end, yielding each verdict once it is final."""
+        if not self._opened:
+            self.open()
+        core, path = self.core, self.path
+        while True:
+            with _engine_errors(self):
+                more = core.read()
+            for record in core.take():
+                yield verdict_of(record, path)
+            if progress is not None:
+                progress(core.bytes_read)
+            if not more:
+                break
+            if self.cancel is not None and self.cancel.is_set():
+                return
+        with _engine_errors(self):
+            core.finish(True)
+        for record in core.take():
+            yield verdict_of(record, path)
 
     def run(self, progress: Callable[[int], None] | None = None) -> FileReport:
-        reader, stream = open_capture(self.path)
-        try:
-            self._read(reader, progress)
-        finally:
-            stream.close()
-        return self.finish()
+        for verdict in self.verdicts(progress):
+            self.collected.append(verdict)
+        return self.report()
 
     def run_stream(self, stream: BinaryIO,
                    progress: Callable[[int], None] | None = None) -> FileReport:
         """`run` on an open binary stream (a BytesIO, a pipe), named `path`; not closed here."""
-        self._read(CaptureReader(stream, self.path), progress)
-        return self.finish()
-
-    def _read(self, reader: CaptureReader, progress: Callable[[int], None] | None) -> None:
-        self._reader = reader
-        self.report.format = reader.format
-        if reader.linktype is not None:  # a pcap of an unsupported type fails even if empty
-            self._check_linktype(reader.linktype)
-        for n, raw in enumerate(reader, 1):
-            self._frame(raw)
-            if progress is not None and n % 4096 == 0:
-                progress(reader.bytes_read)
-
-    def _frame(self, raw: RawFrame) -> None:
-        report, ts = self.report, raw.ts
-        if report.first_ts is None or ts < report.first_ts:
-            report.first_ts = ts
-        if report.last_ts is None or ts > report.last_ts:
-            report.last_ts = ts
-        pkt = self.decoder.decode(raw)
-        if pkt is None:
-            self._check_linktype(raw.linktype)
-            return
-        for case in self.tracker.feed(pkt):
-            self._judge(case)
-
-    def _check_linktype(self, linktype: int) -> None:
-        if linktype in SUPPORTED_LINKTYPES or linktype in self._warned_linktypes:
-            return
-        self._warned_linktypes.add(linktype)
-        if len(self._warned_linktypes) > MAX_LINKTYPE_WARNINGS:  # a pcapng may declare 65536
-            if len(self._warned_linktypes) == MAX_LINKTYPE_WARNINGS + 1:
-                self.report.warnings.append("packets on interfaces with further unsupported "
-                                            "link types skipped (counted in skipped)")
-            return
-        name = LINKTYPE_NAMES.get(linktype, "unknown")
-        if self.report.format == "pcap":
-            raise CaptureError(f"unsupported link type {linktype} ({name}): rstdiag reads "
-                               "Ethernet, 802.1Q, Linux cooked (SLL, SLL2), raw IP and BSD "
-                               "loopback captures", offset=20)
-        self.report.warnings.append(
-            f"packets on an interface with unsupported link type {linktype} ({name}) skipped")
-
-    def _judge(self, case: RstCase) -> None:
-        if case.duplicate_of is not None and case.duplicate_of in self._verdicts:
-            original = self._verdicts[case.duplicate_of]
-            if original.duplicate_of is not None:  # the tracker lost the chain (idle sweep)
-                original = self._verdicts.get(original.duplicate_of, original)
-            verdict = as_duplicate(original, case)
-        else:
-            verdict = classify(case)
-        self._verdicts[verdict.frame] = verdict
+        self.open(stream)
+        return self.run(progress)
 
     def finish(self, complete: bool = True) -> FileReport:
-        for case in self.tracker.finish():
-            self._judge(case)
-        report = self.report
-        report.complete = complete
-        if self._reader is not None:
-            report.warnings.extend(w for w in self._reader.warnings if w not in report.warnings)
-        stats = self.decoder.stats
-        report.frames = stats.frames
-        report.tcp_packets = stats.tcp
-        report.skipped = stats.skipped()
-        if self._reader is not None and self._reader.skipped_frames:
-            # numbered like any other frame, so that every verdict's frame is <= frames
-            report.frames += self._reader.skipped_frames
-            report.skipped = {**report.skipped,
-                              "undeclared_interface": self._reader.skipped_frames}
-        report.flows = self.tracker.stats.flows
-        report.duplicates = self.tracker.stats.duplicates
-        report.evicted_flows = self.tracker.stats.evicted
-        if report.evicted_flows:
-            report.warnings.append(
-                f"flow table full: {report.evicted_flows} oldest flows evicted "
-                f"(cap {self.tracker.max_flows}); RSTs on them may lack context")
-        ordered = sorted(self._verdicts.values(), key=lambda v: v.frame)
-        report.verdicts = [_with_file(v, self.path) for v in refine_bursts(ordered)]
-        return report
+        """End early (or at the end): every waiting RST judged, the report of what was read."""
+        self.core.finish(complete)
+        self.collected.extend(verdict_of(record, self.path) for record in self.core.take())
+        return self.report()
+
+    def report(self) -> FileReport:
+        """The report: the engine's counters and the verdicts collected so far."""
+        s = self.core.summary()
+        return FileReport(
+            self.path, s["format"], s["frames"], s["tcp_packets"], s["flows"],
+            s["duplicates"], s["evicted_flows"], s["skipped"], s["warnings"],
+            self.collected, s["complete"], s["first_ts"], s["last_ts"])
 
 
-def _with_file(verdict: Verdict, path: str) -> Verdict:
-    return replace(verdict, file=path)
+class _engine_errors:  # noqa: N801 - used as a context manager, reads as a phrase
+    """The engine's exceptions as rstdiag's: a capture it cannot read (CaptureError); an
+    internal error (EngineFault, carrying the report of what was read before it)."""
 
+    def __init__(self, analysis: Analysis) -> None:
+        self.analysis = analysis
 
-def open_analysis(path: str, max_flows: int | None = None, processes: int = 1) -> Analysis:
-    """The analysis for one capture: big classic pcap files get the two-pass path
-    (rstdiag.twopass), which gives the same report sooner, its flows split between
-    `processes`; everything else the simple one."""
-    if is_big_pcap(path):
-        from .twopass import TwoPassAnalysis  # numpy: imported only when it pays
+    def __enter__(self) -> None:
+        return None
 
-        return TwoPassAnalysis(path, max_flows, parts=processes)
-    return Analysis(path, max_flows)
-
-
-def is_big_pcap(path: str) -> bool:
-    """A pcap or pcapng file of BULK_MIN_BYTES or more: the two-pass path's (which falls back
-    to the simple one for a file it cannot read in bulk)."""
-    try:
-        if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < BULK_MIN_BYTES:
-            return False
-        with open(path, "rb") as stream:
-            head = stream.read(PCAP_HEADER_LEN)
-    except OSError:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if isinstance(exc, _core.CaptureError):
+            raise CaptureError(str(exc), getattr(exc, "offset", None)) from None
+        if isinstance(exc, _core.EngineError):
+            report = self.analysis.finish(complete=False)
+            raise EngineFault(str(exc), report) from None
         return False
-    return pcap_layout(head) is not None or head[:4] == b"\x0a\x0d\x0d\x0a"
 
 
-def analyze_path(path: str, max_flows: int | None = None
+def analyze_path(path: str, max_flows: int | None = None, cancel: threading.Event | None = None
                  ) -> tuple[FileReport | None, str | None]:
-    """`analyze_file` for a worker process: (report, None), or (None, why it is unreadable)."""
+    """`analyze_file` for a worker thread: (report, None), or (report or None, why it
+    failed). `cancel` stops it early."""
     try:
-        return analyze_file(path, max_flows), None
+        return Analysis(path, max_flows, cancel).run(), None
+    except EngineFault as exc:
+        return exc.report, str(exc)  # type: ignore[return-value]
     except RstdiagError as exc:
         return None, str(exc)
     except OSError as exc:
@@ -223,4 +190,53 @@ def analyze_path(path: str, max_flows: int | None = None
 
 def analyze_file(path: str, max_flows: int | None = None) -> FileReport:
     """Read one capture and label every RST in it. Raises CaptureError if unreadable."""
-    return open_analysis(path, max_flows).run()
+    return Analysis(path, max_flows).run()
+
+
+class Report:
+    """The RSTs of one capture, streamed: iterate to get each verdict once it is final, in
+    frame order; nothing is held once it has been handed over. `file` has the capture's
+    counters (final once the iteration ended) and `summary()` the RSTs by cause so far."""
+
+    def __init__(self, analysis: Analysis) -> None:
+        self._analysis = analysis
+        self._counts: Counter[Label] = Counter()
+        self._started = False
+
+    def __iter__(self) -> Iterator[Verdict]:
+        if self._started:
+            raise RuntimeError("a Report streams its verdicts once; call analyze() again")
+        self._started = True
+        for verdict in self._analysis.verdicts():
+            self._counts[verdict.label] += 1
+            yield verdict
+
+    @property
+    def file(self) -> FileReport:
+        return self._analysis.report()
+
+    def summary(self) -> dict[str, int]:
+        return {str(label): self._counts[label] for label in Label if self._counts[label]}
+
+
+def analyze(source: str | os.PathLike[str] | BinaryIO, *,
+            max_flows: int | None = None) -> Report:
+    """Label every RST of a capture: a path ("-" is standard input) or an open binary file.
+
+    Raises CaptureError at once when it is not a capture rstdiag can read::
+
+        import rstdiag
+        report = rstdiag.analyze("capture.pcap")
+        for verdict in report:
+            print(verdict.frame, verdict.label, verdict.sender, verdict.evidence)
+        print(report.file.frames, report.summary())
+    """
+    if isinstance(source, str | os.PathLike):
+        analysis = Analysis(os.fspath(source), max_flows)
+        analysis.open()
+    else:
+        analysis = Analysis(getattr(source, "name", "<stream>"), max_flows)
+        if not isinstance(analysis.path, str):
+            analysis.path = "<stream>"
+        analysis.open(source)
+    return Report(analysis)

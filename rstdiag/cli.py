@@ -91,14 +91,15 @@ def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | Non
                   jobs: int | None = 1) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
     """Analyse each capture: (reports, (path, error) of unreadable files, interrupted).
 
-    Several files are read by up to `jobs` processes at once (None: one per core), and a
-    single big file's flows are split between as many. Errors and
-    warnings go to stderr as each file is done; Ctrl-C keeps what the finished files gave
-    (and, read one at a time, what the current file gave so far).
+    Several files are read by up to `jobs` engine threads at once (None: one per core; the
+    engine releases the GIL). Errors and warnings go to stderr as each file is done; Ctrl-C
+    keeps what the finished files gave (and, read one at a time, what the current file gave
+    so far). An internal error of the engine is one error line, and the report of what was
+    read before it.
     """
     import os
 
-    from .analysis import open_analysis
+    from .analysis import Analysis
 
     workers = min(jobs or os.cpu_count() or 1, len(files))
     if workers > 1 and "-" not in files:
@@ -106,52 +107,66 @@ def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | Non
     reports: list[FileReport] = []
     errors: list[tuple[str, str]] = []
     for path in files:
-        analysis = open_analysis(path, max_flows, processes=min(jobs or os.cpu_count() or 1, 8))
+        analysis = Analysis(path, max_flows)
         try:
             with _progress(env, path) as progress:
                 report = analysis.run(progress)
-        except (RstdiagError, OSError) as exc:
-            message = str(exc) if isinstance(exc, RstdiagError) else str(exc.strerror or exc)
-            env.error(f"{path}: {message}")
-            errors.append((path, message))
-            continue
         except KeyboardInterrupt:
             reports.append(analysis.finish(complete=False))
             env.warn(f"{path}: interrupted; reporting what was read")
             return reports, errors, True
-        for warning in report.warnings:
-            env.warn(f"{path}: {warning}")
+        except (RstdiagError, OSError) as exc:
+            partial, message = _failure(exc)
+            env.error(f"{path}: {message}")
+            errors.append((path, message))
+            if partial is not None:
+                reports.append(partial)
+            continue
+        _warn_all(env, path, report)
         reports.append(report)
     return reports, errors, False
 
 
+def _failure(exc: BaseException) -> tuple[FileReport | None, str]:
+    """(the report of what was read before the failure, if any; the error line)."""
+    from .errors import EngineFault
+
+    if isinstance(exc, EngineFault):
+        return exc.report, str(exc)  # type: ignore[return-value]
+    if isinstance(exc, OSError):
+        return None, str(exc.strerror or exc)
+    return None, str(exc)
+
+
+def _warn_all(env: Environment, path: str, report: FileReport) -> None:
+    for warning in report.warnings:
+        env.warn(f"{path}: {warning}")
+
+
 def _analyze_in_parallel(env: Environment, files: tuple[str, ...], max_flows: int | None,
                          workers: int) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     from .analysis import analyze_path
-    from .env import leave_interrupts_to_parent
 
     reports: list[FileReport] = []
     errors: list[tuple[str, str]] = []
-    # fork: the workers start with the modules already imported; they leave Ctrl-C to us
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=leave_interrupts_to_parent)
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="rstdiag-engine")
     try:
-        futures = [pool.submit(analyze_path, path, max_flows) for path in files]
+        futures = [pool.submit(analyze_path, path, max_flows, cancel) for path in files]
         for path, future in zip(files, futures, strict=True):
             report, message = future.result()
-            if report is None:
+            if message is not None:
                 env.error(f"{path}: {message}")
                 errors.append((path, str(message)))
+            if report is None:
                 continue
-            for warning in report.warnings:
-                env.warn(f"{path}: {warning}")
+            _warn_all(env, path, report)
             reports.append(report)
     except KeyboardInterrupt:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
+        cancel.set()  # the threads stop after their current batch, a few ms
         pool.shutdown(wait=False, cancel_futures=True)
         env.warn(f"interrupted; reporting the {len(reports)} files read to the end")
         return reports, errors, True

@@ -27,3 +27,13 @@ class CaptureError(RstdiagError):
     def __init__(self, message: str, offset: int | None = None) -> None:
         super().__init__(message)
         self.offset = offset
+
+
+class EngineFault(RstdiagError):
+    """The engine stopped on an internal error (a bug, caught at its boundary).
+
+    `report` holds what was read before it, to be reported like any other."""
+
+    def __init__(self, message: str, report: object) -> None:
+        super().__init__(message)
+        self.report = report

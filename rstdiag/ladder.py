@@ -18,11 +18,10 @@ from typing import TextIO
 
 from rich.text import Text
 
-from .decode import Decoder
 from .errors import RstdiagError
 from .flows import Segment, SideState, _roles, addr_text, seq_diff
 from .labels import Endpoint, Sender, Verdict
-from .records import ACK, RST, SYN, Packet, RawFrame, flag_string
+from .records import ACK, RST, SYN, Packet, flag_string
 from .utctime import utc_text
 
 HEAD = 20  # packets shown at the start of a long flow
@@ -328,39 +327,6 @@ def build_ladder(path: str, connections: Sequence[Connection], verdicts: Iterabl
 
 # --- reading a capture ---------------------------------------------------------------------
 
-class _WatchingDecoder(Decoder):
-    """A Decoder that keeps the packet of one frame, or notes why that frame was not TCP."""
-
-    def __init__(self, frame: int | None) -> None:
-        super().__init__()
-        self.frame = frame
-        self.packet: Packet | None = None
-        self.why_not: str = ""
-
-    def decode(self, raw: RawFrame) -> Packet | None:
-        if raw.frame != self.frame:
-            return super().decode(raw)
-        before = self.stats.skipped()
-        pkt = super().decode(raw)
-        self.packet = pkt
-        if pkt is None:
-            after = self.stats.skipped()
-            why = next((k for k in after if after[k] != before.get(k, 0)), "")
-            self.why_not = _WHY_NOT.get(why, "unsupported link type" if why else "")
-        return pkt
-
-    def decode_frame(self, path: str, frame: int) -> None:
-        """Read the capture as far as `frame` and decode that one."""
-        from .pcapfile import open_capture
-
-        reader, stream = open_capture(path)
-        with stream:
-            for raw in reader:
-                if raw.frame == frame:
-                    self.decode(raw)
-                    return
-
-
 _WHY_NOT = {
     "non_ip": "not IP",
     "non_tcp": "IP but not TCP",
@@ -369,31 +335,34 @@ _WHY_NOT = {
 }
 
 
-def collect_packets(path: str, key: FlowKey) -> list[Packet]:
-    """Every TCP packet of the 4-tuple `key` in a capture, in file order."""
-    from .analysis import is_big_pcap
-    from .pcapfile import open_capture
+def packet_of(record: tuple) -> Packet:  # type: ignore[type-arg]
+    """A packet as the engine hands it over (rstdiag._core.PacketTuple)."""
+    (frame, ts, version, src, dst, sport, dport, seq, ack, flags, window, length, ttl, ipid,
+     payload) = record
+    return Packet(frame, ts, version, src, dst, sport, dport, seq, ack, flags, window, length,
+                  ttl, ipid, payload)
 
-    if is_big_pcap(path):
-        from .twopass import NotBulk, flow_packets
 
-        (a, a_port), (b, b_port) = key
-        try:
-            return flow_packets(path, 6 if len(a) == 16 else 4, a, a_port, b, b_port)
-        except NotBulk:
-            pass  # a link type or damage the bulk decoder leaves alone: read it simply
+def _address(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
 
-    reader, stream = open_capture(path)
-    decoder = Decoder()
-    found = []
+
+def frame_flow(path: str, frame: int) -> tuple[tuple[str, int], tuple[str, int]]:
+    """The two endpoints of the TCP packet at `frame` (the engine reads only that far)."""
+    from . import _core
+    from .errors import CaptureError
+
     try:
-        for raw in reader:
-            pkt = decoder.decode(raw)
-            if pkt is not None and packet_key(pkt) == key:
-                found.append(pkt)
-    finally:
-        stream.close()
-    return found
+        record, why, frames = _core.probe_frame(path, frame)
+    except _core.CaptureError as exc:
+        raise CaptureError(str(exc), getattr(exc, "offset", None)) from None
+    if record is None:
+        if why == "absent" or frame < 1:
+            raise ExplainError(f"no frame {frame}: the capture has {frames} frames")
+        text = _WHY_NOT.get(why, "unsupported link type" if why else "")
+        raise ExplainError(f"frame {frame} is not a TCP packet{f' ({text})' if text else ''}")
+    pkt = packet_of(record)
+    return (_address(pkt.src), pkt.sport), (_address(pkt.dst), pkt.dport)
 
 
 def explain_file(path: str, *, frame: int | None = None,
@@ -401,34 +370,24 @@ def explain_file(path: str, *, frame: int | None = None,
                  max_flows: int | None = None) -> Ladder:
     """The ladder of frame `frame`'s flow, or of the flow between the two endpoints `flow`.
 
-    Raises CaptureError for an unreadable capture, ExplainError when the frame is not a TCP
-    packet of the capture or no packet belongs to the flow.
+    One pass of the engine gives the verdicts and the flow's packets (for a frame, a first
+    pass as far as that frame finds its flow). Raises CaptureError for an unreadable
+    capture, ExplainError when the frame is not a TCP packet of the capture or no packet
+    belongs to the flow.
     """
-    from .analysis import Analysis, open_analysis
+    from .analysis import Analysis
 
     if (frame is None) == (flow is None):
         raise ValueError("give a frame or a flow")
-    analysis = open_analysis(path, max_flows)
-    watcher = _WatchingDecoder(frame)
-    simple = type(analysis) is Analysis
-    if simple:  # the frame's packet comes with the one pass
-        analysis.decoder = watcher
+    endpoints = frame_flow(path, frame) if frame is not None else flow
+    assert endpoints is not None
+    analysis = Analysis(path, max_flows)
+    analysis.open()
+    analysis.core.watch(*endpoints)
     report = analysis.run()
-    if frame is not None:
-        if not 1 <= frame <= report.frames:
-            raise ExplainError(f"no frame {frame}: the capture has {report.frames} frames")
-        if not simple:  # the two-pass path decodes only the packets it needs
-            watcher.decode_frame(path, frame)
-        if watcher.packet is None:
-            why = f" ({watcher.why_not})" if watcher.why_not else ""
-            raise ExplainError(f"frame {frame} is not a TCP packet{why}")
-        key = packet_key(watcher.packet)
-    else:
-        assert flow is not None
-        key = endpoint_key(*flow)
-    packets = collect_packets(path, key)
+    packets = [packet_of(record) for record in analysis.core.take_watched()]
     if not packets:
-        (a, ap), (b, bp) = flow or (("", 0), ("", 0))
+        (a, ap), (b, bp) = endpoints
         raise ExplainError(f"no TCP packets between {Endpoint(a, ap)} and {Endpoint(b, bp)}")
     ladder = build_ladder(path, split_connections(packets), report.verdicts, frame)
     ladder.warnings = list(report.warnings)

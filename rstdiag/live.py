@@ -27,13 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TextIO
 
-from .classify import ACCEPT_BURST_SECONDS, as_duplicate, classify, refine_bursts
-from .decode import Decoder
+from . import _core
+from .analysis import VerdictTuple, verdict_of
 from .env import Environment
 from .errors import ExitStatus
-from .flows import AFTER_SECONDS, FlowTracker, RstCase, addr_text
 from .kernel_reasons import KernelReset, ReasonMatcher, ResetTracer, agrees
-from .labels import HINTS, Endpoint, Label, Verdict
+from .labels import HINTS, Label, Verdict
 from .livecapture import (
     ARPHRD_LOOPBACK,
     DEFAULT_BUFFER_KIB,
@@ -47,7 +46,6 @@ from .livecapture import (
     skip_outgoing_loopback,
 )
 from .logsink import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, RotatingWriter, VerdictLog, verdict_record
-from .records import RST, RawFrame
 
 if TYPE_CHECKING:
     from .metrics import LiveMetrics
@@ -58,9 +56,7 @@ PROVISIONAL_DELAY = 0.2  # a RST's provisional verdict waits this long for the k
 RECENT_SECONDS = 5.0  # settled RSTs kept this long: duplicates, bursts, late kernel reasons
 IDLE_SWEEP_SECONDS = 10.0  # forget idle flows at least this often when traffic is slow
 MAX_DISAGREEMENTS = 20
-# an accept-overflow verdict's burst refinement waits for the RSTs within ACCEPT_BURST_SECONDS
-# after it to be final: their after-window, and a sweep's delay
-BURST_HOLD = ACCEPT_BURST_SECONDS + AFTER_SECONDS + 1.5
+AFTER_SECONDS = 5.0  # the engine's after-window of a RST: a final verdict is due by then
 METRICS_ADDR = "0.0.0.0"  # a fleet's Prometheus scrapes from elsewhere
 METRICS_MAX_PORTS = 32  # server ports with series of their own; the rest are port="other"
 
@@ -70,16 +66,13 @@ class _Rst:
     """One RST on its way from provisional to final verdict."""
 
     frame: int
-    arrived: float  # time.monotonic() when it was captured
-    case: RstCase | None  # while the tracker still collects the packets after it
-    base: Verdict | None = None  # the latest classification, before burst refinement
-    refined: Verdict | None = None  # after burst refinement (accept-overflow)
+    arrived: float  # the clock when the engine first showed it (its provisional verdict)
+    base: Verdict | None = None  # the latest verdict: provisional, then the engine's final one
     final: bool = False
-    settled: float = 0.0  # time.monotonic() of the final verdict
+    settled: float = 0.0  # the clock at the final verdict
     shown: Verdict | None = None  # as last published
     reason: KernelReset | None = None
     counted: bool = False  # in the kernel agreement counts
-    held: bool = False  # final, burst refinement not yet published
 
 
 @dataclass(slots=True)
@@ -93,9 +86,11 @@ class KernelStats:
 class Pipeline:
     """Live packets in, verdicts out through `publish(verdict, update)`.
 
-    `packet()` for each captured packet (frames numbered from 1, as in the -w file), `tick()`
-    a few times a second, `finish()` at the end. Holds the RSTs of the last few seconds only:
-    memory stays flat however long it runs (the tracker forgets closed and idle flows).
+    `packet()` for each captured packet (frames numbered from 1, as in the -w file) hands it
+    to the engine (rstdiag._core: decoding, tracking and judging, as for `read`); `tick()` a
+    few times a second takes the final verdicts and shows the provisional ones; `finish()` at
+    the end. Holds the RSTs of the last few seconds only: memory stays flat however long it
+    runs (the engine forgets closed and idle flows).
     """
 
     def __init__(self, source: str, linktype: int, publish: Callable[[Verdict, bool], None], *,
@@ -106,11 +101,10 @@ class Pipeline:
         self.clock = clock  # arrival times of RSTs (a test replays a capture in its own time)
         self.linktype = linktype
         self.publish = publish
-        # once per RST, with its final label, sender and server (the metrics count these: what
-        # comes later, burst refinement and the kernel's reason, changes none of them)
+        # once per RST, with its final label, sender and server (the metrics count these:
+        # the kernel's reason, which comes later, changes none of them)
         self.on_final = on_final
-        self.decoder = Decoder()
-        self.tracker = FlowTracker() if max_flows is None else FlowTracker(max_flows)
+        self.core = _core.Analysis(max_flows)
         self.frames = 0
         self.last_ts = 0.0  # capture time of the latest packet
         self.first_ts: float | None = None
@@ -122,11 +116,8 @@ class Pipeline:
         self.kernel = KernelStats()
         self.matcher = ReasonMatcher() if kernel_reasons else None
         self._rsts: dict[int, _Rst] = {}
-        self._fresh: list[_Rst] = []  # no verdict published yet
         self._unsettled: deque[_Rst] = deque()  # no final verdict yet, oldest first
         self._settled: deque[_Rst] = deque()
-        self._overflows: dict[Endpoint, list[_Rst]] = {}
-        self._held: deque[_Rst] = deque()
         self._last_sweep = clock()
 
     # -- packets ---------------------------------------------------------------------------
@@ -136,128 +127,82 @@ class Pipeline:
         self.last_ts = ts = sec + nsec * 1e-9
         if self.first_ts is None:
             self.first_ts = ts
-        pkt = self.decoder.decode(RawFrame(self.frames, ts, self.linktype, data, wirelen))
-        if pkt is None:
-            return
-        ready = self.tracker.feed(pkt)
-        for case in ready:
-            self._final(case)
-        if pkt.flags & RST and pkt.frame not in self._rsts:
-            for case in self.tracker.pending(pkt):
-                if case.rst.frame == pkt.frame:
-                    r = _Rst(pkt.frame, self.clock(), case)
-                    self._rsts[pkt.frame] = r
-                    self._fresh.append(r)
-                    self._unsettled.append(r)
-            if self.matcher is not None:
-                self.matcher.wire(pkt.frame, pkt.ts, addr_text(pkt.src), pkt.sport,
-                                  addr_text(pkt.dst), pkt.dport)
+        self.core.frame(self.frames, ts, self.linktype, data, wirelen)
 
     # -- time ------------------------------------------------------------------------------
 
     def tick(self, wall: float, mono: float, events: list[KernelReset] | None = None) -> None:
-        """Kernel reasons, sweeps by wall time, provisional verdicts, forgetting.
+        """Kernel reasons, sweeps by wall time, final and provisional verdicts, forgetting.
 
         `wall` is the time the capture has reached: the clock when it keeps up, the latest
         packet's time while a backlog waits in the ring (so that the after-window of a RST is
         not cut short by the analysis lagging behind)."""
-        if self.matcher is not None:
-            self.matcher.events(events or [])
-            for frame, event in self.matcher.match(wall):
-                self._reason(frame, event)
         while self._unsettled and self._unsettled[0].final:
             self._unsettled.popleft()
         overdue = bool(self._unsettled) and mono - self._unsettled[0].arrived > AFTER_SECONDS
         if (overdue and mono - self._last_sweep >= 1.0) or \
                 mono - self._last_sweep >= IDLE_SWEEP_SECONDS:
             self._last_sweep = mono
-            for case in self.tracker.sweep_at(wall):
-                self._final(case)
+            self.core.sweep_at(wall)
+        self._finals()
+        self._discover()
+        if self.matcher is not None:
+            self.matcher.events(events or [])
+            for frame, event in self.matcher.match(wall):
+                self._reason(frame, event)
         self._provisional(lambda r: mono - r.arrived >= PROVISIONAL_DELAY)
-        self._release(wall)
         while self._settled and mono - self._settled[0].settled > RECENT_SECONDS:
             r = self._settled.popleft()
             if self._rsts.get(r.frame) is r:
                 del self._rsts[r.frame]
-        if len(self._overflows) > 256:
-            self._overflows = {k: v for k, v in self._overflows.items()
-                               if v[-1].base is not None and v[-1].base.ts > wall - 60}
 
     def finish(self) -> None:
         """End of capture: every RST gets its final verdict (and reason, if it came)."""
+        self.core.finish(True)
+        self._finals()
         if self.matcher is not None:
             for frame, event in self.matcher.flush():
                 self._reason(frame, event)
-        for case in self.tracker.finish():
-            self._final(case)
-        self._provisional(lambda r: True)
-        self._release(None)
 
     # -- verdicts --------------------------------------------------------------------------
 
-    def _provisional(self, due: Callable[[_Rst], bool]) -> None:
-        keep: list[_Rst] = []
-        for r in self._fresh:
-            if r.shown is not None:
-                continue
-            if not due(r):
-                keep.append(r)
-                continue
-            if r.case is not None:
-                r.base = self._judge(r.case)
-            self._publish(r)  # or, when final and held, its verdict before the refinement
-        self._fresh = keep
+    def _verdict(self, record: VerdictTuple) -> Verdict:
+        return verdict_of(record, self.source)
 
-    def _judge(self, case: RstCase) -> Verdict:
-        original = self._rsts.get(case.duplicate_of) if case.duplicate_of is not None else None
-        if original is not None and original.base is not None:
-            verdict = as_duplicate(original.base, case)
-        else:
-            verdict = classify(case)
-        return replace(verdict, file=self.source)
-
-    def _final(self, case: RstCase) -> None:
-        frame = case.rst.frame
-        r = self._rsts.get(frame)
+    def _arrived(self, verdict: Verdict) -> _Rst:
+        """The RST of `verdict`, noted the first time the engine shows it."""
+        r = self._rsts.get(verdict.frame)
         if r is None:
-            r = self._rsts[frame] = _Rst(frame, self.clock(), None)
-        first = not r.final
-        r.case = None
-        r.final = True
-        r.settled = self.clock()
-        r.base = self._judge(case)
-        r.refined = None
-        self._settled.append(r)
-        if first and self.on_final is not None:
-            self.on_final(r.base)
-        if r.base.label is Label.ACCEPT_OVERFLOW and r.base.duplicate_of is None:
-            self._burst(r)
-        else:
-            self._publish(r)
+            r = self._rsts[verdict.frame] = _Rst(verdict.frame, self.clock())
+            self._unsettled.append(r)
+            if self.matcher is not None:
+                self.matcher.wire(verdict.frame, verdict.ts, verdict.src, verdict.sport,
+                                  verdict.dst, verdict.dport)
+        return r
 
-    def _burst(self, r: _Rst) -> None:
-        """Accept-queue overflows come in bursts: refine them as `read` does. The refined
-        verdict of each is held until every neighbour it can have is final (BURST_HOLD after
-        it), then published once; its provisional verdict shows meanwhile."""
-        assert r.base is not None
-        ts = r.base.ts
-        window = [o for o in self._overflows.get(r.base.server, [])
-                  if o.base is not None and o.base.ts >= ts - 2 * ACCEPT_BURST_SECONDS]
-        window.append(r)
-        self._overflows[r.base.server] = window
-        refined = refine_bursts([o.base for o in window])  # type: ignore[misc]
-        for o, v in zip(window, refined, strict=True):
-            o.refined = v
-            if o is not r and o.shown is not None and not o.held:
-                self._publish(o)  # a late neighbour of one already published: rare
-        r.held = True
-        self._held.append(r)
+    def _discover(self) -> None:
+        """The RSTs still waiting for the packets after them, judged as they stand."""
+        for record in self.core.provisional():
+            r = self._arrived(self._verdict(record))
+            if r.shown is None and not r.final:
+                r.base = self._verdict(record)
 
-    def _release(self, wall: float | None) -> None:
-        """Publish the held accept-overflow verdicts whose neighbours are all in."""
-        while self._held and (wall is None or self._held[0].base.ts + BURST_HOLD <= wall):  # type: ignore[union-attr]
-            r = self._held.popleft()
-            r.held = False
+    def _provisional(self, due: Callable[[_Rst], bool]) -> None:
+        for r in self._unsettled:
+            if r.shown is None and r.base is not None and not r.final and due(r):
+                self._publish(r)
+
+    def _finals(self) -> None:
+        for record in self.core.take():
+            verdict = self._verdict(record)
+            r = self._arrived(verdict)
+            first = not r.final
+            r.final = True
+            r.settled = self.clock()
+            r.base = verdict
+            self._settled.append(r)
+            if first and self.on_final is not None:
+                self.on_final(verdict)
             self._publish(r)
 
     def _reason(self, frame: int, event: KernelReset) -> None:
@@ -269,7 +214,7 @@ class Pipeline:
             self._publish(r)
 
     def _publish(self, r: _Rst) -> None:
-        verdict = r.base if r.held else (r.refined or r.base)
+        verdict = r.base
         assert verdict is not None
         if r.reason is not None:
             verdict = replace(verdict, kernel_reason=r.reason.text)
@@ -303,6 +248,10 @@ class Pipeline:
     def summary(self) -> dict[str, int]:
         return {str(label): self.counts[label] for label in Label if self.counts[label] > 0}
 
+    def counters(self) -> tuple[int, int, int]:
+        """(flows in the engine's table, flows seen, TCP packets decoded)."""
+        return self.core.counters()
+
 
 # ================================================================================ outputs
 
@@ -314,8 +263,8 @@ def _summary_line(pipe: Pipeline, source: str, write: str | None, dropped: int, 
         "interface": source,
         "file": write,
         "packets": pipe.frames,
-        "tcp_packets": pipe.decoder.stats.tcp,
-        "flows": pipe.tracker.stats.flows,
+        "tcp_packets": pipe.counters()[2],
+        "flows": pipe.counters()[1],
         "rsts": pipe.rst_count,
         "dropped": dropped,
         "complete": dropped == 0,
@@ -761,13 +710,12 @@ class _Session:
 
         k = self.pipe.kernel
         self.metrics.sync(Totals(packets=self.pipe.frames, dropped=self.capture.dropped,
-                                 flows_active=len(self.pipe.tracker.flows), agree=k.agree,
+                                 flows_active=self.pipe.counters()[0], agree=k.agree,
                                  disagree=k.disagree, no_opinion=k.no_opinion))
 
     def _status(self, st: Status, started: float) -> None:
         st.packets = self.pipe.frames
-        st.flows = self.pipe.tracker.stats.flows
-        st.open_flows = len(self.pipe.tracker.flows)
+        st.open_flows, st.flows, _ = self.pipe.counters()
         st.rsts = self.pipe.rst_count
         st.dropped = self.capture.dropped
         st.seconds = time.monotonic() - started

@@ -327,47 +327,44 @@ pub struct TrackerStats {
     pub evicted: u64,
 }
 
-/// The last HISTORY segments of a flow, in a fixed ring: no allocation per packet.
+/// The last HISTORY segments of a flow: grown as the flow grows (most flows are short, and a
+/// table of 200,000 flows would hold 150 MB of empty slots), then a ring with no allocation.
 #[derive(Clone, Debug)]
 struct History {
-    segs: [Segment; HISTORY],
+    segs: Vec<Segment>,
     start: usize,
-    len: usize,
 }
 
 impl History {
     fn new() -> Self {
         History {
-            segs: [NO_SEGMENT; HISTORY],
+            segs: Vec::new(),
             start: 0,
-            len: 0,
         }
     }
 
     fn push(&mut self, seg: Segment) {
-        if self.len < HISTORY {
-            if let Some(slot) = self.segs.get_mut((self.start + self.len) % HISTORY) {
-                *slot = seg;
-            }
-            self.len += 1;
-        } else {
-            if let Some(slot) = self.segs.get_mut(self.start) {
-                *slot = seg;
-            }
-            self.start = (self.start + 1) % HISTORY;
+        if self.segs.len() < HISTORY {
+            self.segs.push(seg);
+            return;
         }
+        if let Some(slot) = self.segs.get_mut(self.start) {
+            *slot = seg;
+        }
+        self.start = (self.start + 1) % HISTORY;
     }
 
     fn last(&self) -> Option<&Segment> {
-        match self.len {
+        match self.segs.len() {
             0 => None,
-            n => self.segs.get((self.start + n - 1) % HISTORY),
+            n => self.segs.get((self.start + n - 1) % n),
         }
     }
 
     /// Oldest first.
     fn iter(&self) -> impl Iterator<Item = &Segment> + '_ {
-        (0..self.len).filter_map(move |i| self.segs.get((self.start + i) % HISTORY))
+        let n = self.segs.len();
+        (0..n).filter_map(move |i| self.segs.get((self.start + i) % n))
     }
 }
 
@@ -773,6 +770,10 @@ fn track(
     collect_after(flow, &seg, ready);
     if seg.flags & RST != 0 {
         let case = new_case(flow, seg, pkt, twin.map(|t| t.frame), hosts, stats);
+        if flow.waiting.capacity() == 0 {
+            // a Vec's first push reserves four: 2 KB a flow for the usual single RST
+            flow.waiting.reserve_exact(1);
+        }
         flow.waiting.push(case);
         flow.rst_seen = true;
     } else {

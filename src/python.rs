@@ -1,1 +1,461 @@
-//! (placeholder: being written)
+//! The PyO3 layer, and only that: it converts types, releases the GIL while the engine works,
+//! and turns engine errors and panics into Python exceptions. No logic of its own.
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::IntoPyObjectExt;
+
+use crate::capture::{CaptureError, CaptureReader};
+use crate::engine::{self, FlowKey, Summary};
+use crate::records::{flag_string, Packet, RawFrame};
+use crate::verdict::{addr_text, Verdict};
+
+create_exception!(_core, EngineCaptureError, PyException);
+create_exception!(_core, EngineError, PyException);
+
+/// Frames read per call of `Analysis.read`: about 30 ms of work, so that Ctrl-C and progress
+/// are seen promptly while the GIL is released in between.
+const READ_BATCH: usize = 1 << 16;
+
+type Source = Box<dyn Read + Send + Sync>;
+/// A Python exception raised while the engine read from Python (a signal handler's
+/// KeyboardInterrupt, a stream's own error), re-raised once the engine hands back control.
+type Pending = Arc<Mutex<Option<PyErr>>>;
+
+/// Reads an open Python binary stream (a BytesIO, a socket file), taking the GIL per read.
+struct PyStream {
+    stream: Py<PyAny>,
+    method: &'static str,
+    pending: Pending,
+}
+
+impl Read for PyStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Python::attach(|py| {
+            let got = self
+                .stream
+                .bind(py)
+                .call_method1(self.method, (buf.len(),))
+                .and_then(|data| {
+                    if data.is_none() {
+                        return Ok(0); // a non-blocking stream with nothing ready ends it
+                    }
+                    let bytes = data.cast_into::<PyBytes>().map_err(PyErr::from)?;
+                    let bytes = bytes.as_bytes();
+                    let n = bytes.len().min(buf.len());
+                    if let (Some(to), Some(from)) = (buf.get_mut(..n), bytes.get(..n)) {
+                        to.copy_from_slice(from);
+                    }
+                    Ok(n)
+                });
+            got.map_err(|err| stash(&self.pending, err))
+        })
+    }
+}
+
+/// A file or standard input, read with the GIL released; an interrupted system call gives
+/// Python's signal handlers their turn (Ctrl-C while waiting on a pipe).
+struct SignalAware {
+    inner: Source,
+    pending: Pending,
+}
+
+impl Read for SignalAware {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    Python::attach(|py| py.check_signals()).map_err(|e| stash(&self.pending, e))?;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn stash(pending: &Pending, err: PyErr) -> io::Error {
+    if let Ok(mut slot) = pending.lock() {
+        *slot = Some(err);
+    }
+    io::Error::other("interrupted")
+}
+
+fn take_pending(pending: &Pending) -> Option<PyErr> {
+    pending.lock().ok().and_then(|mut slot| slot.take())
+}
+
+fn capture_error(py: Python<'_>, err: CaptureError) -> PyErr {
+    let exc = EngineCaptureError::new_err(err.message.clone());
+    let value = exc.value(py);
+    let _ = value.setattr("offset", err.offset);
+    exc
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Run engine code; a panic becomes EngineError (one line for the user) instead of
+/// unwinding into Python.
+fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// A tuple of any length from values of mixed types (PyO3 converts tuples of up to 12).
+macro_rules! py_tuple {
+    ($py:expr; $($item:expr),+ $(,)?) => {
+        PyTuple::new($py, [$($item.into_bound_py_any($py)?),+])
+    };
+}
+
+fn verdict_tuple<'py>(py: Python<'py>, v: &Verdict) -> PyResult<Bound<'py, PyTuple>> {
+    py_tuple!(py;
+        v.frame,
+        v.ts,
+        addr_text(v.src),
+        v.sport,
+        addr_text(v.dst),
+        v.dport,
+        flag_string(v.flags),
+        addr_text(v.client.addr),
+        v.client.port,
+        addr_text(v.server.addr),
+        v.server.port,
+        v.sender.as_str(),
+        v.label.as_str(),
+        v.confidence.as_str(),
+        v.evidence.as_str(),
+        v.duplicate_of,
+    )
+}
+
+fn verdict_list<'py>(py: Python<'py>, verdicts: &[Verdict]) -> PyResult<Bound<'py, PyList>> {
+    let items = verdicts
+        .iter()
+        .map(|v| verdict_tuple(py, v))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+fn packed(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn packet_tuple<'py>(py: Python<'py>, p: &Packet) -> PyResult<Bound<'py, PyTuple>> {
+    let version: u8 = if p.src.is_ipv4() { 4 } else { 6 };
+    py_tuple!(py;
+        p.frame,
+        p.ts,
+        version,
+        PyBytes::new(py, &packed(p.src)),
+        PyBytes::new(py, &packed(p.dst)),
+        p.sport,
+        p.dport,
+        p.seq,
+        p.ack,
+        p.flags,
+        p.window,
+        p.length,
+        p.ttl,
+        p.ipid,
+        PyBytes::new(py, &p.payload),
+    )
+}
+
+fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("format", s.format.map(|f| f.as_str()).unwrap_or(""))?;
+    d.set_item("frames", s.frames)?;
+    d.set_item("tcp_packets", s.tcp_packets)?;
+    d.set_item("flows", s.flows)?;
+    d.set_item("duplicates", s.duplicates)?;
+    d.set_item("evicted_flows", s.evicted_flows)?;
+    d.set_item("rsts", s.rsts)?;
+    let skipped = PyDict::new(py);
+    for (key, count) in &s.skipped {
+        skipped.set_item(key, count)?;
+    }
+    d.set_item("skipped", skipped)?;
+    d.set_item("warnings", s.warnings.clone())?;
+    d.set_item("complete", s.complete)?;
+    d.set_item("first_ts", s.first_ts)?;
+    d.set_item("last_ts", s.last_ts)?;
+    Ok(d)
+}
+
+/// A capture file opened for reading; the error as one line ("cannot open: ...", with the
+/// system's words and without Rust's " (os error N)").
+fn open_file(py: Python<'_>, path: &str) -> PyResult<std::fs::File> {
+    let cannot = |why: String| {
+        capture_error(
+            py,
+            CaptureError {
+                message: format!("cannot open: {why}"),
+                offset: None,
+            },
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|err| {
+        let text = err.to_string();
+        cannot(text.split(" (os error").next().unwrap_or(&text).to_string())
+    })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(cannot("Is a directory".to_string()));
+    }
+    Ok(file)
+}
+
+fn parse_addr(text: &str) -> PyResult<IpAddr> {
+    text.parse()
+        .map_err(|_| PyValueError::new_err(format!("not an IP address: {text}")))
+}
+
+/// One capture's analysis (see rstdiag/_core.pyi).
+#[pyclass(module = "rstdiag._core")]
+struct Analysis {
+    engine: engine::Analysis,
+    reader: Option<CaptureReader<Source>>,
+    pending: Pending,
+    broken: Option<String>,
+}
+
+impl Analysis {
+    fn start(&mut self, py: Python<'_>, source: Source, name: &str) -> PyResult<()> {
+        let source: Source = Box::new(SignalAware {
+            inner: source,
+            pending: self.pending.clone(),
+        });
+        let name = name.to_string();
+        let opened = py.detach(|| guarded(|| CaptureReader::new(source, &name)));
+        let reader = match opened {
+            Ok(Ok(reader)) => reader,
+            Ok(Err(err)) => return Err(self.raise(py, err)),
+            Err(panic) => return Err(self.panicked(panic)),
+        };
+        let started = self.engine.start(&reader);
+        self.reader = Some(reader);
+        started.map_err(|err| capture_error(py, err))
+    }
+
+    fn raise(&self, py: Python<'_>, err: CaptureError) -> PyErr {
+        take_pending(&self.pending).unwrap_or_else(|| capture_error(py, err))
+    }
+
+    fn panicked(&mut self, message: String) -> PyErr {
+        let offset = self.reader.as_ref().map_or(0, |r| r.bytes_read());
+        let text = format!(
+            "internal error in the engine near byte offset {offset}: {message} \
+             (please report it with the capture)"
+        );
+        self.broken = Some(text.clone());
+        EngineError::new_err(text)
+    }
+}
+
+#[pymethods]
+impl Analysis {
+    #[new]
+    #[pyo3(signature = (max_flows=None))]
+    fn new(max_flows: Option<usize>) -> Self {
+        Analysis {
+            engine: engine::Analysis::new(max_flows),
+            reader: None,
+            pending: Arc::new(Mutex::new(None)),
+            broken: None,
+        }
+    }
+
+    /// Open a capture file ("-": standard input) and check its header.
+    fn open(&mut self, py: Python<'_>, path: &str) -> PyResult<()> {
+        if path == "-" {
+            return self.start(py, Box::new(io::stdin()), "<stdin>");
+        }
+        let file = open_file(py, path)?;
+        self.start(py, Box::new(file), path)
+    }
+
+    /// Read an open Python binary stream (read1 or read) as a capture named `name`.
+    fn open_stream(&mut self, py: Python<'_>, stream: Py<PyAny>, name: &str) -> PyResult<()> {
+        let method = if stream.bind(py).hasattr("read1")? {
+            "read1"
+        } else {
+            "read"
+        };
+        let source = PyStream {
+            stream,
+            method,
+            pending: self.pending.clone(),
+        };
+        self.start(py, Box::new(source), name)
+    }
+
+    /// Up to `limit` frames through the pipeline, the GIL released; False at the end.
+    #[pyo3(signature = (limit=READ_BATCH))]
+    fn read(&mut self, py: Python<'_>, limit: usize) -> PyResult<bool> {
+        let Some(mut reader) = self.reader.take() else {
+            return Ok(false);
+        };
+        let engine = &mut self.engine;
+        let outcome = py.detach(|| guarded(|| (engine.read(&mut reader, limit), reader)));
+        match outcome {
+            Ok((Ok(more), reader)) => {
+                if more {
+                    self.reader = Some(reader);
+                }
+                Ok(more)
+            }
+            Ok((Err(err), reader)) => {
+                self.engine.absorb_reader(&reader);
+                Err(self.raise(py, err))
+            }
+            Err(panic) => Err(self.panicked(panic)),
+        }
+    }
+
+    /// Bytes taken from the capture so far.
+    #[getter]
+    fn bytes_read(&self) -> u64 {
+        self.reader.as_ref().map_or(0, |r| r.bytes_read())
+    }
+
+    /// One frame of a live capture (frames numbered by the caller).
+    fn frame(
+        &mut self,
+        py: Python<'_>,
+        frame: u64,
+        ts: f64,
+        linktype: u32,
+        data: &[u8],
+        wirelen: u32,
+    ) -> PyResult<()> {
+        let raw = RawFrame {
+            frame,
+            ts,
+            linktype,
+            data,
+            wirelen,
+        };
+        match guarded(|| self.engine.frame(&raw)) {
+            Ok(done) => done.map_err(|err| capture_error(py, err)),
+            Err(panic) => Err(self.panicked(panic)),
+        }
+    }
+
+    /// The verdicts that are final, in frame order (each returned once).
+    fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = guarded(|| self.engine.take()).unwrap_or_default();
+        verdict_list(py, &verdicts)
+    }
+
+    /// The RSTs still waiting for the packets after them, judged as they stand.
+    fn provisional<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = guarded(|| self.engine.provisional()).unwrap_or_default();
+        verdict_list(py, &verdicts)
+    }
+
+    /// Let capture time reach `now` (a live capture's clock) without a packet.
+    fn sweep_at(&mut self, now: f64) -> PyResult<()> {
+        guarded(|| self.engine.sweep_at(now)).map_err(|panic| self.panicked(panic))
+    }
+
+    /// End of input (or an interruption: complete=False); every waiting RST is judged.
+    #[pyo3(signature = (complete=true))]
+    fn finish(&mut self, complete: bool) -> PyResult<()> {
+        if let Some(reader) = self.reader.take() {
+            self.engine.absorb_reader(&reader);
+        }
+        let complete = complete && self.broken.is_none();
+        guarded(|| self.engine.finish(complete)).map_err(|panic| self.panicked(panic))
+    }
+
+    /// The capture's counters and warnings (final after `finish`).
+    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        summary_dict(py, self.engine.summary())
+    }
+
+    /// Flows in the table now, flows seen, TCP packets decoded (a live view's status line).
+    fn counters(&self) -> (usize, u64, u64) {
+        (
+            self.engine.open_flows(),
+            self.engine.flows_seen(),
+            self.engine.tcp_packets(),
+        )
+    }
+
+    /// Keep the packets of the flow between two endpoints (either order) as they pass.
+    fn watch(&mut self, a: (String, u16), b: (String, u16)) -> PyResult<()> {
+        let key = FlowKey::new((parse_addr(&a.0)?, a.1), (parse_addr(&b.0)?, b.1));
+        self.engine.watch(key);
+        Ok(())
+    }
+
+    /// The watched flow's packets: (frame, ts, version, src, dst, sport, dport, seq, ack,
+    /// flags, window, length, ttl, ipid, payload) with addresses packed.
+    fn take_watched<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let packets = self.engine.take_watched();
+        let items = packets
+            .iter()
+            .map(|p| packet_tuple(py, p))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+}
+
+/// Decode `path` up to frame `frame`: (its TCP packet or None, why not, frames read).
+#[pyfunction]
+fn probe_frame<'py>(
+    py: Python<'py>,
+    path: &str,
+    frame: u64,
+) -> PyResult<(Option<Bound<'py, PyTuple>>, String, u64)> {
+    let file = open_file(py, path)?;
+    let name = path.to_string();
+    let probed = py.detach(|| {
+        guarded(|| {
+            let mut reader = CaptureReader::new(file, &name)?;
+            engine::probe_frame(&mut reader, frame)
+        })
+    });
+    let probe = match probed {
+        Ok(Ok(probe)) => probe,
+        Ok(Err(err)) => return Err(capture_error(py, err)),
+        Err(panic) => return Err(EngineError::new_err(format!("internal error: {panic}"))),
+    };
+    let packet = probe.packet.map(|p| packet_tuple(py, &p)).transpose()?;
+    Ok((packet, probe.why_not, probe.frames))
+}
+
+/// The engine's version, and the crates it was built with (for `rstdiag --version`).
+#[pyfunction]
+fn engine_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // A panic is caught and reported as one line (EngineError); Rust's default hook would
+    // first print its own message and backtrace hint on stderr.
+    std::panic::set_hook(Box::new(|_| {}));
+    m.add("CaptureError", m.py().get_type::<EngineCaptureError>())?;
+    m.add("EngineError", m.py().get_type::<EngineError>())?;
+    m.add_class::<Analysis>()?;
+    m.add_function(wrap_pyfunction!(engine_version, m)?)?;
+    m.add_function(wrap_pyfunction!(probe_frame, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+"""The compiled engine (Rust, src/): capture reading, decoding, flow tracking, the rules.
+
+rstdiag.analysis wraps it; use `rstdiag.analyze` rather than this module directly.
+"""
+
+from typing import BinaryIO
+
+# (frame, ts, src, sport, dst, dport, flags, client addr, client port, server addr,
+#  server port, sender, label, confidence, evidence, duplicate_of)
+VerdictTuple = tuple[int, float, str, int, str, int, str, str, int, str, int, str, str, str, str,
+                     int | None]
+# (frame, ts, IP version, src packed, dst packed, sport, dport, seq, ack, flags, window,
+#  payload length, ttl, IP ID or None, payload of a RST)
+PacketTuple = tuple[int, float, int, bytes, bytes, int, int, int, int, int, int, int, int,
+                    int | None, bytes]
+
+class CaptureError(Exception):
+    """Not a capture the engine can read; `offset` is the byte offset of the fault."""
+
+    offset: int | None
+
+class EngineError(Exception):
+    """An internal error (a panic caught at the engine's boundary)."""
+
+class Analysis:
+    """One capture's analysis. The GIL is released while it reads and judges."""
+
+    def __init__(self, max_flows: int | None = None) -> None: ...
+    def open(self, path: str) -> None:
+        """Open a capture file ("-": standard input) and check its header."""
+    def open_stream(self, stream: BinaryIO, name: str) -> None:
+        """Read an open binary stream (read1, else read) as the capture `name`."""
+    def read(self, limit: int = 65536) -> bool:
+        """Up to `limit` frames through the pipeline; False once the capture has ended."""
+    @property
+    def bytes_read(self) -> int: ...
+    def frame(self, frame: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:
+        """One frame of a live capture (numbered by the caller, from 1)."""
+    def take(self) -> list[VerdictTuple]:
+        """The verdicts that became final, in frame order; each is returned once."""
+    def provisional(self) -> list[VerdictTuple]:
+        """The RSTs still collecting the packets after them, judged as they stand."""
+    def sweep_at(self, now: float) -> None:
+        """Let capture time reach `now` without a packet (a live capture's clock)."""
+    def finish(self, complete: bool = True) -> None:
+        """End of input: every waiting RST is judged; counters become final."""
+    def summary(self) -> dict[str, object]:
+        """format, frames, tcp_packets, flows, duplicates, evicted_flows, rsts, skipped,
+        warnings, complete, first_ts, last_ts."""
+    def counters(self) -> tuple[int, int, int]:
+        """(flows in the table, flows seen, TCP packets decoded)."""
+    def watch(self, a: tuple[str, int], b: tuple[str, int]) -> None:
+        """Keep the packets of the flow between endpoints a and b as they pass."""
+    def take_watched(self) -> list[PacketTuple]: ...
+
+def engine_version() -> str: ...
