@@ -54,3 +54,26 @@ class Analysis:
     def take_watched(self) -> list[PacketTuple]: ...
 
 def engine_version() -> str: ...
+
+def probe_frame(path: str, frame: int) -> tuple[PacketTuple | None, str, int]:
+    """Decode `path` as far as `frame`: (its TCP packet or None, why not: non_ip, non_tcp,
+    ip_fragments, malformed, linktype_N or absent, frames read)."""
+
+def roles_of(flags: int, sport: int, dport: int) -> tuple[bool, str]:
+    """(is the sender of a flow's first packet the client?, how: syn, synack, port, first)."""
+
+# (frame, ts, link type, captured bytes, wire length, its TCP packet or None)
+FrameTuple = tuple[int, float, int, bytes, int, PacketTuple | None]
+
+class Frames:
+    """A capture's frames through the engine's reader and decoder."""
+
+    format: str  # "pcap" or "pcapng"
+    linktype: int | None  # a classic pcap's one link type
+    warnings: list[str]  # damage met so far, one line each
+    skipped_frames: int  # numbered but not yielded (a pcapng interface nobody declared)
+    def __iter__(self) -> Frames: ...
+    def __next__(self) -> FrameTuple: ...
+
+def frames(source: str | BinaryIO, name: str = "<stream>") -> Frames:
+    """The frames of a capture file, or of an open binary stream named `name`."""

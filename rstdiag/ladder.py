@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,8 @@ from typing import TextIO
 from rich.text import Text
 
 from .errors import RstdiagError
-from .flows import Segment, SideState, _roles, addr_text, seq_diff
 from .labels import Endpoint, Sender, Verdict
-from .records import ACK, RST, SYN, Packet, flag_string
+from .records import ACK, FIN, RST, SYN, Packet, flag_string
 from .utctime import utc_text
 
 HEAD = 20  # packets shown at the start of a long flow
@@ -56,28 +56,74 @@ def endpoint_key(a: tuple[str, int], b: tuple[str, int]) -> FlowKey:
 
 # --- connections ---------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A packet as its connection sees it: `side` 0 is the client, 1 the server."""
+
+    frame: int
+    ts: float
+    side: int
+    flags: int
+    seq: int
+    ack: int
+    length: int
+    window: int
+    ttl: int
+
+
+@dataclass(slots=True)
+class Side:
+    """One side of a connection, numbered as the engine's tracker numbers it: `base` is the
+    ISN, or the first sequence number seen minus one when the SYN was not captured."""
+
+    addr: bytes
+    port: int
+    isn: int | None = None
+    base: int | None = None
+    packets: int = 0  # non-RST segments
+    fin_frame: int | None = None
+    reset: bool = False
+
+    def record(self, seg: Segment) -> None:
+        if seg.flags & RST:
+            self.reset = True
+            return
+        self.packets += 1
+        if seg.flags & SYN:
+            if self.isn is None or self.packets == 1:
+                self.isn = seg.seq
+            self.base = seg.seq
+        elif self.base is None:
+            self.base = (seg.seq - 1) & 0xFFFFFFFF
+        if seg.flags & FIN and self.fin_frame is None:
+            self.fin_frame = seg.frame
+
+
 @dataclass(slots=True)
 class Connection:
     """The packets of one connection on a 4-tuple, with both sides' state after the last."""
 
-    client: SideState
-    server: SideState
+    client: Side
+    server: Side
     roles: str  # how client and server were told apart: syn, synack, port, first
     segments: list[Segment] = field(default_factory=list)
 
     @classmethod
     def starting_with(cls, pkt: Packet) -> Connection:
-        sender_is_client, roles = _roles(pkt)
-        me, peer = SideState(pkt.src, pkt.sport), SideState(pkt.dst, pkt.dport)
+        from . import _core
+
+        # the engine's own rule (SYN, SYN+ACK, service ports), so that both agree
+        sender_is_client, roles = _core.roles_of(pkt.flags, pkt.sport, pkt.dport)
+        me, peer = Side(pkt.src, pkt.sport), Side(pkt.dst, pkt.dport)
         client, server = (me, peer) if sender_is_client else (peer, me)
         return cls(client, server, roles)
 
     def closed(self) -> bool:
-        return bool(self.client.rsts or self.server.rsts) or (
+        return self.client.reset or self.server.reset or (
             self.client.fin_frame is not None and self.server.fin_frame is not None)
 
     def starts_new(self, pkt: Packet) -> bool:
-        """A fresh SYN after a RST or FIN/FIN opens a new connection (FlowTracker's rule); a
+        """A fresh SYN after a RST or FIN/FIN opens a new connection (the tracker's rule); a
         retransmitted one, with the client's ISN, does not."""
         if not pkt.flags & SYN or pkt.flags & ACK or not self.closed():
             return False
@@ -87,7 +133,7 @@ class Connection:
     def add(self, pkt: Packet) -> Segment:
         side = 0 if (pkt.src == self.client.addr and pkt.sport == self.client.port) else 1
         seg = Segment(pkt.frame, pkt.ts, side, pkt.flags, pkt.seq, pkt.ack, pkt.length,
-                      pkt.window, pkt.ttl, pkt.ipid, pkt.mptcp_fastclose, pkt.mptcp_reset_reason)
+                      pkt.window, pkt.ttl)
         (self.client, self.server)[side].record(seg)
         self.segments.append(seg)
         return seg
@@ -193,7 +239,13 @@ class Gap:
     packets: int
 
 
-def _relative(value: int, state: SideState) -> int | None:
+def seq_diff(a: int, b: int) -> int:
+    """a - b in sequence space: positive when a is after b."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
+def _relative(value: int, state: Side) -> int | None:
     if state.base is None:
         return None
     diff = seq_diff(value, state.base)
@@ -204,7 +256,7 @@ def build_rows(conn: Connection, verdicts: Mapping[int, Verdict] | None = None) 
     """The ladder rows of a connection; `verdicts` (by frame) attach to their RSTs.
 
     Sequence numbers are relative to the sender's base and acknowledgements to the peer's,
-    as the flow tracker computes them (SideState.base: the ISN, or the first sequence number
+    as the flow tracker computes them (Side.base: the ISN, or the first sequence number
     seen minus one when the SYN was not captured).
     """
     verdicts = verdicts or {}
@@ -315,8 +367,8 @@ def build_ladder(path: str, connections: Sequence[Connection], verdicts: Iterabl
     by_frame = {v.frame: v for v in verdicts}
     return Ladder(
         path=path,
-        client=Endpoint(addr_text(conn.client.addr), conn.client.port),
-        server=Endpoint(addr_text(conn.server.addr), conn.server.port),
+        client=Endpoint(_address(conn.client.addr), conn.client.port),
+        server=Endpoint(_address(conn.server.addr), conn.server.port),
         roles=conn.roles,
         rows=build_rows(conn, by_frame),
         frame=frame,
@@ -335,22 +387,15 @@ _WHY_NOT = {
 }
 
 
-def packet_of(record: tuple) -> Packet:  # type: ignore[type-arg]
-    """A packet as the engine hands it over (rstdiag._core.PacketTuple)."""
-    (frame, ts, version, src, dst, sport, dport, seq, ack, flags, window, length, ttl, ipid,
-     payload) = record
-    return Packet(frame, ts, version, src, dst, sport, dport, seq, ack, flags, window, length,
-                  ttl, ipid, payload)
-
-
 def _address(packed: bytes) -> str:
-    return str(ipaddress.ip_address(packed))
+    return socket.inet_ntop(socket.AF_INET6 if len(packed) == 16 else socket.AF_INET, packed)
 
 
 def frame_flow(path: str, frame: int) -> tuple[tuple[str, int], tuple[str, int]]:
     """The two endpoints of the TCP packet at `frame` (the engine reads only that far)."""
     from . import _core
     from .errors import CaptureError
+    from .frames import packet_of
 
     try:
         record, why, frames = _core.probe_frame(path, frame)
@@ -376,6 +421,7 @@ def explain_file(path: str, *, frame: int | None = None,
     belongs to the flow.
     """
     from .analysis import Analysis
+    from .frames import packet_of
 
     if (frame is None) == (flow is None):
         raise ValueError("give a frame or a flow")

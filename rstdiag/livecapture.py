@@ -29,9 +29,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .decode import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL
 from .errors import RstdiagError
 
+LINKTYPE_ETHERNET = 1  # pcap link types of what the ring gives: Ethernet and loopback devices
+LINKTYPE_LINUX_SLL = 113  # every other device, and "any", with a cooked header built here
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1

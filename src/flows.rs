@@ -129,6 +129,7 @@ pub struct Segment {
     pub mptcp_reason: Option<u8>,
 }
 
+#[cfg(test)]
 const NO_SEGMENT: Segment = Segment {
     frame: 0,
     ts: 0.0,
@@ -422,21 +423,27 @@ impl Flow {
 
 /// (is the packet's sender the client?, how that was decided).
 fn roles_of(pkt: &Packet) -> (bool, Roles) {
-    if pkt.flags & SYN != 0 {
-        let synack = pkt.flags & ACK != 0;
+    roles(pkt.flags, pkt.sport, pkt.dport)
+}
+
+/// (is the sender of a flow's first packet the client?, how that was decided): from its
+/// flags and ports. Public for `explain`, which splits a 4-tuple into connections itself.
+pub fn roles(flags: u8, sport: u16, dport: u16) -> (bool, Roles) {
+    if flags & SYN != 0 {
+        let synack = flags & ACK != 0;
         return (!synack, if synack { Roles::Synack } else { Roles::Syn });
     }
-    let s_service = SERVICE_PORTS.contains(&pkt.sport);
-    let d_service = SERVICE_PORTS.contains(&pkt.dport);
+    let s_service = SERVICE_PORTS.contains(&sport);
+    let d_service = SERVICE_PORTS.contains(&dport);
     if s_service != d_service {
         return (d_service, Roles::Port);
     }
-    if (pkt.sport < 1024) != (pkt.dport < 1024) {
-        return (pkt.dport < 1024, Roles::Port);
+    if (sport < 1024) != (dport < 1024) {
+        return (dport < 1024, Roles::Port);
     }
-    if pkt.flags & RST != 0 && pkt.sport != pkt.dport {
+    if flags & RST != 0 && sport != dport {
         // A lone RST usually answers something: guess the lower port is the service.
-        return (pkt.dport < pkt.sport, Roles::Port);
+        return (dport < sport, Roles::Port);
     }
     (true, Roles::First)
 }

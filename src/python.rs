@@ -7,12 +7,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::capture::{CaptureError, CaptureReader};
+use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
 use crate::records::{flag_string, Packet, RawFrame};
 use crate::verdict::{addr_text, Verdict};
@@ -55,7 +56,7 @@ impl Read for PyStream {
                     }
                     Ok(n)
                 });
-            got.map_err(|err| stash(&self.pending, err))
+            got.map_err(|err| stream_error(py, &self.pending, err))
         })
     }
 }
@@ -78,6 +79,21 @@ impl Read for SignalAware {
             }
         }
     }
+}
+
+/// A stream's OSError is a read error like any other ("cannot read NAME: WHY"); anything else
+/// (KeyboardInterrupt) is re-raised as it was once the engine hands back control.
+fn stream_error(py: Python<'_>, pending: &Pending, err: PyErr) -> io::Error {
+    if err.is_instance_of::<PyOSError>(py) {
+        let value = err.value(py);
+        let why = value
+            .getattr("strerror")
+            .ok()
+            .filter(|s| !s.is_none())
+            .unwrap_or_else(|| value.clone().into_any());
+        return io::Error::other(why.to_string());
+    }
+    stash(pending, err)
 }
 
 fn stash(pending: &Pending, err: PyErr) -> io::Error {
@@ -417,6 +433,93 @@ impl Analysis {
     }
 }
 
+/// A capture's frames, each with its decoded TCP packet (None when it is not one): the
+/// engine's reader and decoder for scripts and tests (see rstdiag/_core.pyi).
+#[pyclass(module = "rstdiag._core")]
+struct Frames {
+    reader: CaptureReader<Source>,
+    decoder: Decoder,
+    pending: Pending,
+}
+
+#[pymethods]
+impl Frames {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let next = guarded(|| {
+            let raw = self.reader.next_frame()?;
+            Ok(raw.map(|raw| {
+                let packet = self.decoder.decode(&raw);
+                (raw.frame, raw.ts, raw.linktype, raw.data.to_vec(), raw.wirelen, packet)
+            }))
+        });
+        let frame = match next {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(err)) => {
+                return Err(take_pending(&self.pending).unwrap_or_else(|| capture_error(py, err)))
+            }
+            Err(panic) => return Err(EngineError::new_err(format!("internal error: {panic}"))),
+        };
+        let Some((frame, ts, linktype, data, wirelen, packet)) = frame else {
+            return Ok(None);
+        };
+        let packet = packet.map(|p| packet_tuple(py, &p)).transpose()?;
+        py_tuple!(py; frame, ts, linktype, PyBytes::new(py, &data), wirelen, packet).map(Some)
+    }
+
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.reader.format().as_str()
+    }
+
+    /// A classic pcap's one link type; None for pcapng (per interface).
+    #[getter]
+    fn linktype(&self) -> Option<u32> {
+        self.reader.linktype()
+    }
+
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.reader.warnings().to_vec()
+    }
+
+    #[getter]
+    fn skipped_frames(&self) -> u64 {
+        self.reader.skipped_frames()
+    }
+}
+
+/// The frames of a capture: a path, or an open binary stream named `name`.
+#[pyfunction]
+#[pyo3(signature = (source, name="<stream>"))]
+fn frames(py: Python<'_>, source: &Bound<'_, PyAny>, name: &str) -> PyResult<Frames> {
+    let pending: Pending = Arc::new(Mutex::new(None));
+    let (input, name): (Source, String) = match source.extract::<String>() {
+        Ok(path) => (Box::new(open_file(py, &path)?), path),
+        Err(_) => {
+            let method = if source.hasattr("read1")? { "read1" } else { "read" };
+            let stream = PyStream {
+                stream: source.clone().unbind(),
+                method,
+                pending: pending.clone(),
+            };
+            (Box::new(stream), name.to_string())
+        }
+    };
+    match guarded(|| CaptureReader::new(input, &name)) {
+        Ok(Ok(reader)) => Ok(Frames {
+            reader,
+            decoder: Decoder::new(),
+            pending,
+        }),
+        Ok(Err(err)) => Err(take_pending(&pending).unwrap_or_else(|| capture_error(py, err))),
+        Err(panic) => Err(EngineError::new_err(format!("internal error: {panic}"))),
+    }
+}
+
 /// Decode `path` up to frame `frame`: (its TCP packet or None, why not, frames read).
 #[pyfunction]
 fn probe_frame<'py>(
@@ -441,6 +544,14 @@ fn probe_frame<'py>(
     Ok((packet, probe.why_not, probe.frames))
 }
 
+/// (is the sender of a flow's first packet the client?, how that was decided: syn, synack,
+/// port, first): the tracker's rule, for `explain`'s connections.
+#[pyfunction]
+fn roles_of(flags: u8, sport: u16, dport: u16) -> (bool, &'static str) {
+    let (sender_is_client, how) = crate::flows::roles(flags, sport, dport);
+    (sender_is_client, how.as_str())
+}
+
 /// The engine's version, and the crates it was built with (for `rstdiag --version`).
 #[pyfunction]
 fn engine_version() -> &'static str {
@@ -457,5 +568,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Analysis>()?;
     m.add_function(wrap_pyfunction!(engine_version, m)?)?;
     m.add_function(wrap_pyfunction!(probe_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(roles_of, m)?)?;
+    m.add_function(wrap_pyfunction!(frames, m)?)?;
+    m.add_class::<Frames>()?;
     Ok(())
 }

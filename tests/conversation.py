@@ -1,21 +1,30 @@
-"""Write a TCP conversation as a list of lines, get the verdicts: no packets, no bytes.
+"""Write a TCP conversation as a list of lines, get the engine's verdicts.
 
     c = Conversation()
     c.client("S", seq=1000)
     c.server("RA", seq=0, ack=1001)
     c.verdicts()   # -> [Verdict(label=closed-port, ...)]
+
+The lines become a capture in memory (raw IPv4, nanosecond timestamps, payloads claimed by
+the IP length and not captured, as a snaplen cuts them) that the engine reads like any other.
 """
 
 from __future__ import annotations
 
+import io
 import socket
+import struct
 
-from rstdiag.classify import as_duplicate, classify, refine_bursts
-from rstdiag.flows import FlowTracker, RstCase
+import seeds
+
+import rstdiag
 from rstdiag.labels import Verdict
 from rstdiag.records import ACK, FIN, PSH, RST, SYN, Packet
 
 FLAGS = {"S": SYN, "A": ACK, "F": FIN, "R": RST, "P": PSH}
+LINKTYPE_RAW = 101
+# MPTCP MP_FASTCLOSE (RFC 8684): kind 30, length 12, subtype 7, the receiver's key
+FASTCLOSE = b"\x1e\x0c\x70\x00" + bytes(8)
 
 
 class Conversation:
@@ -52,22 +61,22 @@ class Conversation:
         self.packets.append(pkt)
         return self
 
-    def cases(self) -> list[RstCase]:
-        tracker = FlowTracker()
-        out: list[RstCase] = []
+    def capture(self) -> bytes:
+        """The conversation as a classic pcap file."""
+        out = bytearray(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, LINKTYPE_RAW))
         for pkt in self.packets:
-            out.extend(tracker.feed(pkt))
-        out.extend(tracker.finish())
-        return out
+            options = FASTCLOSE if pkt.mptcp_fastclose else b""
+            tcp = seeds.tcp_header(pkt.sport, pkt.dport, pkt.seq, pkt.ack, pkt.flags,
+                                   window=pkt.window, options=options)
+            ip = seeds.ipv4(pkt.src, pkt.dst, tcp, ttl=pkt.ttl, ipid=pkt.ipid or 0,
+                            total=20 + len(tcp) + pkt.length)
+            sec = int(pkt.ts)
+            nsec = round((pkt.ts - sec) * 1e9)
+            out += struct.pack("<IIII", sec, nsec, len(ip), len(ip) + pkt.length) + ip
+        return bytes(out)
 
     def verdicts(self) -> list[Verdict]:
-        found: dict[int, Verdict] = {}
-        for case in self.cases():
-            if case.duplicate_of is not None and case.duplicate_of in found:
-                found[case.rst.frame] = as_duplicate(found[case.duplicate_of], case)
-            else:
-                found[case.rst.frame] = classify(case)
-        return refine_bursts(sorted(found.values(), key=lambda v: v.frame))
+        return list(rstdiag.analyze(io.BytesIO(self.capture())))
 
     def labels(self) -> list[str]:
         return [str(v.label) for v in self.verdicts()]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from rstdiag.frames import read_frames
 from rstdiag.labels import Verdict
 from rstdiag.live import TICK, Pipeline
-from rstdiag.pcapfile import open_capture
 
 
 def replay(path: Path, on_final: Callable[[Verdict], None] | None = None
@@ -17,9 +17,7 @@ def replay(path: Path, on_final: Callable[[Verdict], None] | None = None
     `rstdiag live` does, then 6 quiet seconds and the end. Returns each published object (as
     the jsonl output writes it) with the clock when it was published; `on_final` is the
     pipeline's, called once per RST with its final verdict."""
-    reader, stream = open_capture(str(path))
-    frames = list(reader)
-    stream.close()
+    frames = list(read_frames(str(path)))
     now = [frames[0].ts]
     out: list[tuple[dict[str, object], float]] = []
 

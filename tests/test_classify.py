@@ -1,10 +1,8 @@
-"""The classifier, one rule at a time, on conversations written by hand (no packets)."""
+"""The classifier, one rule at a time, on conversations written by hand (through the engine)."""
 
 from __future__ import annotations
 
 from conversation import Conversation, handshake
-
-from rstdiag.classify import refine_bursts
 
 
 def test_rst_ack_answering_a_syn_is_closed_port() -> None:
@@ -47,13 +45,12 @@ def test_synack_resent_after_the_clients_ack_makes_accept_overflow_certain() -> 
 
 
 def test_several_overflows_at_one_listener_within_seconds_are_high_confidence() -> None:
-    verdicts = []
+    burst = Conversation()
     for port in (40001, 40002, 40003):
         c = handshake(Conversation(cport=port))
         c.server("R", seq=5001)
-        verdicts.extend(c.verdicts())
-    refined = refine_bursts(sorted(verdicts, key=lambda v: v.ts))
-    assert [v.confidence for v in refined] == ["high", "high", "high"]
+        burst.packets.extend(c.packets)
+    assert [v.confidence for v in burst.verdicts()] == ["high", "high", "high"]
 
 
 def test_rst_ack_at_next_seq_after_everything_was_acked_is_linger_abort() -> None:

@@ -314,19 +314,21 @@ def test_undeclared_pcapng_interfaces_count_as_frames() -> None:
     assert report.skipped == {"undeclared_interface": 1}
 
 
-def test_copies_of_a_rst_point_at_the_first_even_when_a_sweep_released_the_copy_before(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Timestamps that jump (another flow 10 s ahead) let the tracker's sweep judge a copy
-    before the next copy arrives; the next then named that copy, not the first RST."""
-    monkeypatch.setattr("rstdiag.flows.SWEEP_EVERY", 4)
+def test_copies_of_a_rst_point_at_the_first_even_when_a_sweep_released_the_copy_before() -> None:
+    """Timestamps that jump (another flow 10 s ahead) let the tracker's sweep (every 65,536
+    packets) judge a copy before the next copy arrives; the next then named that copy, not
+    the first RST."""
+    sweep = 65536
     rst = S.tcp4(S.SERVER, S.CLIENT, 80, 40000, 5000, 1000, S.RST | S.ACK, ipid=7)
-    other = S.tcp4(bytes([10, 9, 9, 9]), bytes([10, 9, 9, 8]), 1, 2, 3, 4, S.ACK)
-    records = [(0.0, rst), (10.0, other), (10.0, other), (10.0, other),  # sweep: #1 judged
-               (0.01, rst), (10.0, other), (10.0, other), (10.0, other),  # sweep: #5 judged
+    other = (10.0, S.tcp4(bytes([10, 9, 9, 9]), bytes([10, 9, 9, 8]), 1, 2, 3, 4, S.ACK))
+    records = [(0.0, rst), *[other] * (sweep - 1),  # sweep: #1 judged
+               (0.01, rst), *[other] * (sweep - 1),  # sweep: the first copy judged
                (0.02, rst)]
     report = check_one(S.pcap(records, S.RAW))
     assert report is not None
-    assert [(v.frame, v.duplicate_of) for v in report.verdicts] == [(1, None), (5, 1), (9, 1)]
+    copies = [1, sweep + 1, 2 * sweep + 1]
+    assert [(v.frame, v.duplicate_of) for v in report.verdicts] == [
+        (copies[0], None), (copies[1], 1), (copies[2], 1)]
     assert report.verdicts[2].evidence.startswith("identical copy of #1: ")
 
 

@@ -35,6 +35,7 @@ from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
+from rstdiag.frames import read_frames
 from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, parse_line
 from rstdiag.labels import Confidence, Label
 from rstdiag.live import JsonlOutput, Status, TableOutput
@@ -44,7 +45,6 @@ from rstdiag.livecapture import (
     filter_expression,
     skip_outgoing_loopback,
 )
-from rstdiag.pcapfile import open_capture
 from rstdiag.pcapwriter import PcapWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,9 +124,7 @@ def test_pcap_writer_output_is_readable_at_every_flush_and_after_close(tmp_path:
     src = PCAPS / "linger-abort.pcap"
     if not src.exists():
         pytest.skip("pcaps/ not made (tools/make_pcaps.py)")
-    reader, stream = open_capture(str(src))
-    frames = list(reader)
-    stream.close()
+    frames = list(read_frames(str(src)))
     out = tmp_path / "w.pcap"
     writer = PcapWriter(str(out), frames[0].linktype, 262144)
     assert out.stat().st_size == 24  # the header is there at once
@@ -139,9 +137,7 @@ def test_pcap_writer_output_is_readable_at_every_flush_and_after_close(tmp_path:
         sec = int(raw.ts)
         writer.write(sec, round((raw.ts - sec) * 1e9), raw.data, raw.wirelen)
     writer.close()
-    again, stream = open_capture(str(out))
-    copy = list(again)
-    stream.close()
+    copy = list(read_frames(str(out)))
     assert [(r.data, r.wirelen) for r in copy] == [(r.data, r.wirelen) for r in frames]
     assert all(abs(a.ts - b.ts) < 1e-6 for a, b in zip(copy, frames, strict=True))
     assert [v.label for v in analyze_file(str(out)).verdicts] == [

@@ -1,4 +1,5 @@
-"""The capture reader: what it yields from pcap and pcapng, and how it meets damaged input.
+"""The engine's capture reader (rstdiag.frames): what it yields from pcap and pcapng, and how it
+meets damaged input.
 
 Small captures are built here with struct, so each test shows the bytes it is about. The public
 corpus (../shared/pcaps-public) checks the reader against scapy's and tshark's readings.
@@ -22,12 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from seeds import block, epb, idb, option, shb, spb  # fuzz/seeds.py, via conftest.py
 
-from rstdiag import pcapfile
 from rstdiag.errors import CaptureError
-from rstdiag.pcapfile import CaptureReader, open_capture
+from rstdiag.frames import CaptureFrames, read_frames
 from rstdiag.records import RawFrame
 
 ETHERNET, RAW_IP, LINUX_SLL = 1, 101, 113
+MAX_INTERFACES = 65536  # per pcapng section: the obsolete Packet Block can only name 65536
 
 # -- building captures --------------------------------------------------------------------
 
@@ -52,8 +53,8 @@ def packet_block(iface: int, ticks: int, data: bytes, endian: str = "<") -> byte
     return block(2, head + data, endian)
 
 
-def read(data: bytes) -> tuple[CaptureReader, list[RawFrame]]:
-    reader = CaptureReader(io.BytesIO(data))
+def read(data: bytes) -> tuple[CaptureFrames, list[RawFrame]]:
+    reader = read_frames(io.BytesIO(data))
     return reader, list(reader)
 
 
@@ -106,9 +107,8 @@ def _scapy_frames(path: Path) -> list[tuple[bytes, int, float, int]]:
 @corpus_files
 def test_frames_match_scapy_on_public_captures(path: Path | None) -> None:
     path = _need_corpus(path)
-    with path.open("rb") as stream:
-        reader = CaptureReader(stream, str(path))
-        mine = list(reader)
+    reader = read_frames(str(path))
+    mine = list(reader)
     theirs = _scapy_frames(path)
     assert len(mine) == len(theirs)
     assert [f.frame for f in mine] == list(range(1, len(mine) + 1))
@@ -118,7 +118,6 @@ def test_frames_match_scapy_on_public_captures(path: Path | None) -> None:
         assert frame.ts == pytest.approx(ts, abs=1e-6), frame.frame
         assert frame.linktype == linktype, frame.frame
     assert reader.warnings == []
-    assert reader.bytes_read == path.stat().st_size
 
 
 @corpus_files
@@ -290,7 +289,7 @@ def test_pcapng_malformed_interface_options_are_ignored_with_one_warning() -> No
 
 
 def test_pcapng_more_interfaces_than_the_cap_stop_with_a_warning() -> None:
-    declared = shb() + idb(ETHERNET) * pcapfile.MAX_INTERFACES
+    declared = shb() + idb(ETHERNET) * MAX_INTERFACES
     declared += epb(0, 0, b"a")
     reader, frames = read(declared + idb(ETHERNET) + epb(0, 0, b"b"))
     assert [f.data for f in frames] == [b"a"]
@@ -380,19 +379,19 @@ def test_pcapng_caplen_beyond_its_block_stops_with_a_warning() -> None:
 )
 def test_non_capture_bytes_raise_capture_error_naming_the_magic(data: bytes, named: str) -> None:
     with pytest.raises(CaptureError) as error:
-        CaptureReader(io.BytesIO(data))
+        read_frames(io.BytesIO(data))
     assert str(error.value) == f"not a pcap or pcapng file ({named})"
     assert error.value.offset == 0
 
 
 def test_empty_file_raises_capture_error() -> None:
     with pytest.raises(CaptureError, match="^empty file$"):
-        CaptureReader(io.BytesIO(b""))
+        read_frames(io.BytesIO(b""))
 
 
 def test_pcap_header_shorter_than_24_bytes_raises_at_offset_0() -> None:
     with pytest.raises(CaptureError, match="truncated pcap file header") as error:
-        CaptureReader(io.BytesIO(pcap([])[:20]))
+        read_frames(io.BytesIO(pcap([])[:20]))
     assert error.value.offset == 0
 
 
@@ -400,7 +399,7 @@ def test_pcapng_section_header_with_bad_byte_order_magic_raises_at_offset_0() ->
     data = bytearray(small_pcapng())
     data[8:12] = b"\xde\xad\xbe\xef"
     with pytest.raises(CaptureError, match="byte-order magic 0xdeadbeef") as error:
-        CaptureReader(io.BytesIO(bytes(data)))
+        read_frames(io.BytesIO(bytes(data)))
     assert error.value.offset == 0
 
 
@@ -409,13 +408,13 @@ def test_pcapng_section_header_with_bad_length_raises_at_offset_0(length: int) -
     data = bytearray(small_pcapng())
     struct.pack_into("<I", data, 4, length)
     with pytest.raises(CaptureError, match="corrupt pcapng section header") as error:
-        CaptureReader(io.BytesIO(bytes(data)))
+        read_frames(io.BytesIO(bytes(data)))
     assert error.value.offset == 0
 
 
 def test_pcapng_cut_inside_the_first_section_header_raises() -> None:
     with pytest.raises(CaptureError, match="truncated pcapng section header"):
-        CaptureReader(io.BytesIO(shb()[:20]))
+        read_frames(io.BytesIO(shb()[:20]))
 
 
 @settings(max_examples=200, deadline=None)
@@ -432,7 +431,7 @@ def test_damaged_captures_raise_only_capture_error_and_end(
     data[where % len(data)] = value
     data = data[: cut % (len(data) + 1)]
     try:
-        reader = CaptureReader(io.BytesIO(bytes(data)))
+        reader = read_frames(io.BytesIO(bytes(data)))
         # A reader that looped would yield without end: stop well past any honest count.
         frames = list(itertools.islice(reader, len(data) // 12 + 2))
     except CaptureError:
@@ -450,10 +449,8 @@ def test_non_seekable_pipe_gives_the_same_frames_as_the_file(tmp_path: Path) -> 
     path.write_bytes(data)
     with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
         assert cat.stdout is not None
-        from_pipe = list(CaptureReader(cat.stdout))
-    reader, stream = open_capture(str(path))
-    with stream:
-        from_file = list(reader)
+        from_pipe = list(read_frames(cat.stdout))
+    from_file = list(read_frames(str(path)))
     assert len(from_file) == 3005
     assert from_pipe == from_file
 
@@ -470,7 +467,7 @@ def test_os_pipe_fed_by_a_thread_gives_the_same_frames() -> None:
     writer = threading.Thread(target=write_in_dribs)
     writer.start()
     with os.fdopen(read_fd, "rb") as pipe:
-        frames = list(CaptureReader(pipe))
+        frames = list(read_frames(pipe))
     writer.join()
     assert frames == read(data)[1]
 
@@ -482,7 +479,7 @@ def test_frames_in_a_pipe_still_open_are_read_without_waiting_for_more() -> None
 
     def take_five() -> None:
         with os.fdopen(read_fd, "rb") as pipe:
-            got.extend(itertools.islice(CaptureReader(pipe), 5))
+            got.extend(itertools.islice(read_frames(pipe), 5))
 
     reader_thread = threading.Thread(target=take_five, daemon=True)
     reader_thread.start()
@@ -513,26 +510,7 @@ class Dribble(io.RawIOBase):
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
 def test_short_reads_give_the_same_frames(kind: str, step: int) -> None:
     data = small_pcap() if kind == "pcap" else small_pcapng()
-    assert list(CaptureReader(Dribble(data, step))) == read(data)[1]
-
-
-@pytest.mark.parametrize("chunk", [1, 17, 100, 4096])
-@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
-def test_records_cut_by_chunk_boundaries_are_read_whole(
-    kind: str, chunk: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = small_pcap() if kind == "pcap" else small_pcapng()
-    expected = read(data)[1]
-    monkeypatch.setattr(pcapfile, "CHUNK_SIZE", chunk)
-    reader, frames = read(data)
-    assert frames == expected
-    assert reader.bytes_read == len(data)
-
-
-def test_bytes_read_reaches_the_file_size() -> None:
-    data = small_pcap()
-    reader, _ = read(data)
-    assert reader.bytes_read == len(data)
+    assert list(read_frames(Dribble(data, step))) == read(data)[1]
 
 
 def test_read_error_becomes_capture_error() -> None:
@@ -548,40 +526,12 @@ def test_read_error_becomes_capture_error() -> None:
                 raise OSError(5, "Input/output error")
             return small_pcap()[:30]
 
-    reader = CaptureReader(Failing(), "disk.pcap")
+    reader = read_frames(Failing(), "disk.pcap")
     with pytest.raises(CaptureError, match="cannot read disk.pcap: Input/output error"):
         list(reader)
 
 
-def test_open_capture_says_why_a_file_cannot_be_opened(tmp_path: Path) -> None:
+def test_read_frames_says_why_a_file_cannot_be_opened(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pcap"
     with pytest.raises(CaptureError, match="^cannot open: No such file or directory$"):
-        open_capture(str(missing))
-
-
-def test_open_capture_dash_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Stdin:
-        buffer = io.BytesIO(small_pcap())
-
-    monkeypatch.setattr("sys.stdin", Stdin)
-    reader, stream = open_capture("-")
-    assert stream is Stdin.buffer
-    assert len(list(reader)) == 5
-
-
-def test_open_capture_closes_the_file_it_cannot_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "notes.txt"
-    path.write_text("hello world\n")
-    opened = []
-
-    def spy_open(*args, **kwargs):
-        stream = open(*args, **kwargs)  # noqa: SIM115 - the test checks that it gets closed
-        opened.append(stream)
-        return stream
-
-    monkeypatch.setattr(pcapfile, "open", spy_open, raising=False)
-    with pytest.raises(CaptureError, match="text"):
-        open_capture(str(path))
-    assert opened and opened[0].closed
+        read_frames(str(missing))
