@@ -140,7 +140,11 @@ impl Outbox {
     /// time; None at the end of the capture, when everything leaves.
     fn drain(&mut self, now: Option<f64>, out: &mut Vec<Verdict>) {
         while let Some((&frame, head)) = self.judged.first_key_value() {
-            if self.unjudged.first_key_value().is_some_and(|(&f, _)| f < frame) {
+            if self
+                .unjudged
+                .first_key_value()
+                .is_some_and(|(&f, _)| f < frame)
+            {
                 return;
             }
             if let Some(now) = now {

@@ -244,7 +244,7 @@ impl SideState {
             self.base = Some(seq.wrapping_sub(1));
         }
         let end = seg.end();
-        if self.nxt.map_or(true, |nxt| seq_after(end, nxt)) {
+        if self.nxt.is_none_or(|nxt| seq_after(end, nxt)) {
             self.nxt = Some(end);
         }
         if seg.length != 0 {
@@ -255,7 +255,7 @@ impl SideState {
             self.fin_frame = Some(seg.frame);
             self.fin_seq = Some(seq.wrapping_add(seg.length));
         }
-        if flags & ACK != 0 && self.acked.map_or(true, |acked| seq_after(seg.ack, acked)) {
+        if flags & ACK != 0 && self.acked.is_none_or(|acked| seq_after(seg.ack, acked)) {
             self.acked = Some(seg.ack);
         }
     }

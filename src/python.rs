@@ -453,7 +453,14 @@ impl Frames {
             let raw = self.reader.next_frame()?;
             Ok(raw.map(|raw| {
                 let packet = self.decoder.decode(&raw);
-                (raw.frame, raw.ts, raw.linktype, raw.data.to_vec(), raw.wirelen, packet)
+                (
+                    raw.frame,
+                    raw.ts,
+                    raw.linktype,
+                    raw.data.to_vec(),
+                    raw.wirelen,
+                    packet,
+                )
             }))
         });
         let frame = match next {
@@ -500,7 +507,11 @@ fn frames(py: Python<'_>, source: &Bound<'_, PyAny>, name: &str) -> PyResult<Fra
     let (input, name): (Source, String) = match source.extract::<String>() {
         Ok(path) => (Box::new(open_file(py, &path)?), path),
         Err(_) => {
-            let method = if source.hasattr("read1")? { "read1" } else { "read" };
+            let method = if source.hasattr("read1")? {
+                "read1"
+            } else {
+                "read"
+            };
             let stream = PyStream {
                 stream: source.clone().unbind(),
                 method,

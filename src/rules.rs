@@ -571,7 +571,7 @@ pub fn linger_abort(case: &RstCase) -> Option<Judgement> {
     if rst.flags & ACK == 0 {
         return None;
     }
-    let at_next = me.nxt.map_or(true, |nxt| rst.seq == nxt);
+    let at_next = me.nxt.is_none_or(|nxt| rst.seq == nxt);
     let fin = match me.fin_frame {
         Some(frame) => format!(" after its FIN #{frame}"),
         None => " with no FIN".to_string(),
