@@ -122,9 +122,9 @@ class Analysis:
             if not more:
                 break
             if self.cancel is not None and self.cancel.is_set():
-                return
+                break
         with _engine_errors(self):
-            core.finish(True)
+            core.finish(not more)
         for record in core.take():
             yield verdict_of(record, path)
 

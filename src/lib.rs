@@ -11,6 +11,7 @@ pub mod engine;
 pub mod flows;
 pub mod records;
 pub mod rules;
+pub mod runner;
 pub mod verdict;
 
 #[cfg(feature = "python")]

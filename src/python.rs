@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use pyo3::create_exception;
@@ -16,6 +17,7 @@ use crate::capture::{CaptureError, CaptureReader};
 use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
 use crate::records::{flag_string, Packet, RawFrame};
+use crate::runner::{panic_text, Prefetch, Runner, Step};
 use crate::verdict::{addr_text, Verdict};
 
 create_exception!(_core, EngineCaptureError, PyException);
@@ -24,6 +26,8 @@ create_exception!(_core, EngineError, PyException);
 /// Frames read per call of `Analysis.read`: about 30 ms of work, so that Ctrl-C and progress
 /// are seen promptly while the GIL is released in between.
 const READ_BATCH: usize = 1 << 16;
+/// How long `read` waits for a batch before letting Python's signal handlers run.
+const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Source = Box<dyn Read + Send + Sync>;
 /// A Python exception raised while the engine read from Python (a signal handler's
@@ -114,20 +118,10 @@ fn capture_error(py: Python<'_>, err: CaptureError) -> PyErr {
     exc
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "unknown panic".to_string()
-    }
-}
-
 /// Run engine code; a panic becomes EngineError (one line for the user) instead of
 /// unwinding into Python.
 fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| panic_message(payload.as_ref()))
+    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| panic_text(payload.as_ref()))
 }
 
 /// A tuple of any length from values of mixed types (PyO3 converts tuples of up to 12).
@@ -242,21 +236,43 @@ fn parse_addr(text: &str) -> PyResult<IpAddr> {
         .map_err(|_| PyValueError::new_err(format!("not an IP address: {text}")))
 }
 
+/// Where a capture's reading stands.
+enum Reading {
+    /// no capture opened, or the engine has it back after the end
+    Idle,
+    /// opened and checked, not started
+    Opened(CaptureReader<Source>),
+    /// the engine reads it on its own thread
+    Running(Runner<Source>),
+}
+
 /// One capture's analysis (see rstdiag/_core.pyi).
 #[pyclass(module = "rstdiag._core")]
 struct Analysis {
     engine: engine::Analysis,
-    reader: Option<CaptureReader<Source>>,
+    reading: Reading,
+    /// final verdicts handed over by the engine's thread, not yet taken
+    ready: Vec<Verdict>,
+    bytes_read: u64,
+    /// stops the engine's thread, and ends a prefetched source
+    cancel: Arc<AtomicBool>,
     pending: Pending,
     broken: Option<String>,
 }
 
 impl Analysis {
-    fn start(&mut self, py: Python<'_>, source: Source, name: &str) -> PyResult<()> {
-        let source: Source = Box::new(SignalAware {
+    /// Check the capture's header and keep it for `read`. A source that can block for ever
+    /// (not a regular file) is read on an input thread of its own.
+    fn start(&mut self, py: Python<'_>, source: Source, name: &str, file: bool) -> PyResult<()> {
+        let mut source: Source = Box::new(SignalAware {
             inner: source,
             pending: self.pending.clone(),
         });
+        if !file {
+            source = Box::new(Prefetch::new(source, self.cancel.clone()).map_err(|err| {
+                EngineError::new_err(format!("cannot start the input thread: {err}"))
+            })?);
+        }
         let name = name.to_string();
         let opened = py.detach(|| guarded(|| CaptureReader::new(source, &name)));
         let reader = match opened {
@@ -265,8 +281,22 @@ impl Analysis {
             Err(panic) => return Err(self.panicked(panic)),
         };
         let started = self.engine.start(&reader);
-        self.reader = Some(reader);
+        self.reading = Reading::Opened(reader);
         started.map_err(|err| capture_error(py, err))
+    }
+
+    /// Take the engine back from its thread (stopping it if it still runs), with the
+    /// verdicts still in flight.
+    fn join(&mut self) -> Option<CaptureReader<Source>> {
+        let Reading::Running(runner) = std::mem::replace(&mut self.reading, Reading::Idle) else {
+            return None;
+        };
+        let (engine, reader, mut leftover) = runner.stop()?;
+        self.engine = engine;
+        self.bytes_read = reader.bytes_read();
+        self.ready.append(&mut leftover);
+        self.engine.absorb_reader(&reader);
+        Some(reader)
     }
 
     fn raise(&self, py: Python<'_>, err: CaptureError) -> PyErr {
@@ -274,7 +304,7 @@ impl Analysis {
     }
 
     fn panicked(&mut self, message: String) -> PyErr {
-        let offset = self.reader.as_ref().map_or(0, |r| r.bytes_read());
+        let offset = self.bytes_read;
         let text = format!(
             "internal error in the engine near byte offset {offset}: {message} \
              (please report it with the capture)"
@@ -291,7 +321,10 @@ impl Analysis {
     fn new(max_flows: Option<usize>) -> Self {
         Analysis {
             engine: engine::Analysis::new(max_flows),
-            reader: None,
+            reading: Reading::Idle,
+            ready: Vec::new(),
+            bytes_read: 0,
+            cancel: Arc::default(),
             pending: Arc::new(Mutex::new(None)),
             broken: None,
         }
@@ -300,10 +333,11 @@ impl Analysis {
     /// Open a capture file ("-": standard input) and check its header.
     fn open(&mut self, py: Python<'_>, path: &str) -> PyResult<()> {
         if path == "-" {
-            return self.start(py, Box::new(io::stdin()), "<stdin>");
+            return self.start(py, Box::new(io::stdin()), "<stdin>", false);
         }
         let file = open_file(py, path)?;
-        self.start(py, Box::new(file), path)
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        self.start(py, Box::new(file), path, regular)
     }
 
     /// Read an open Python binary stream (read1 or read) as a capture named `name`.
@@ -318,36 +352,59 @@ impl Analysis {
             method,
             pending: self.pending.clone(),
         };
-        self.start(py, Box::new(source), name)
+        self.start(py, Box::new(source), name, false)
     }
 
-    /// Up to `limit` frames through the pipeline, the GIL released; False at the end.
+    /// Wait for the next batch of final verdicts from the engine's thread (started on the
+    /// first call, reading `limit` frames a batch), the GIL released; False at the end.
     #[pyo3(signature = (limit=READ_BATCH))]
     fn read(&mut self, py: Python<'_>, limit: usize) -> PyResult<bool> {
-        let Some(mut reader) = self.reader.take() else {
-            return Ok(false);
-        };
-        let engine = &mut self.engine;
-        let outcome = py.detach(|| guarded(|| (engine.read(&mut reader, limit), reader)));
-        match outcome {
-            Ok((Ok(more), reader)) => {
-                if more {
-                    self.reader = Some(reader);
+        if let Reading::Opened(_) = self.reading {
+            let Reading::Opened(reader) = std::mem::replace(&mut self.reading, Reading::Idle)
+            else {
+                return Ok(false);
+            };
+            let engine = std::mem::replace(&mut self.engine, engine::Analysis::new(None));
+            let runner = Runner::spawn(engine, reader, limit, self.cancel.clone())
+                .map_err(|err| EngineError::new_err(format!("cannot start the engine: {err}")))?;
+            self.reading = Reading::Running(runner);
+        }
+        loop {
+            let Reading::Running(runner) = &self.reading else {
+                return Ok(false);
+            };
+            let step = py.detach(|| runner.next(WAIT));
+            self.bytes_read = runner.bytes_read();
+            match step {
+                Step::Verdicts(mut verdicts) => {
+                    self.ready.append(&mut verdicts);
+                    return Ok(true);
                 }
-                Ok(more)
+                Step::Waiting => py.check_signals()?,
+                Step::Done => {
+                    self.join();
+                    return Ok(false);
+                }
+                Step::Failed(err) => {
+                    self.join();
+                    return Err(self.raise(py, err));
+                }
+                Step::Panicked(message) => {
+                    self.join();
+                    return Err(self.panicked(message));
+                }
             }
-            Ok((Err(err), reader)) => {
-                self.engine.absorb_reader(&reader);
-                Err(self.raise(py, err))
-            }
-            Err(panic) => Err(self.panicked(panic)),
         }
     }
 
     /// Bytes taken from the capture so far.
     #[getter]
     fn bytes_read(&self) -> u64 {
-        self.reader.as_ref().map_or(0, |r| r.bytes_read())
+        match &self.reading {
+            Reading::Opened(reader) => reader.bytes_read(),
+            Reading::Running(runner) => runner.bytes_read(),
+            Reading::Idle => self.bytes_read,
+        }
     }
 
     /// One frame of a live capture (frames numbered by the caller).
@@ -375,7 +432,10 @@ impl Analysis {
 
     /// The verdicts that are final, in frame order (each returned once).
     fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let verdicts = guarded(|| self.engine.take()).unwrap_or_default();
+        let mut verdicts = std::mem::take(&mut self.ready);
+        if !matches!(self.reading, Reading::Running(_)) {
+            verdicts.append(&mut guarded(|| self.engine.take()).unwrap_or_default());
+        }
         verdict_list(py, &verdicts)
     }
 
@@ -392,8 +452,10 @@ impl Analysis {
 
     /// End of input (or an interruption: complete=False); every waiting RST is judged.
     #[pyo3(signature = (complete=true))]
-    fn finish(&mut self, complete: bool) -> PyResult<()> {
-        if let Some(reader) = self.reader.take() {
+    fn finish(&mut self, py: Python<'_>, complete: bool) -> PyResult<()> {
+        // a thread blocked on a pipe returns at its next read
+        py.detach(|| self.join());
+        if let Reading::Opened(reader) = std::mem::replace(&mut self.reading, Reading::Idle) {
             self.engine.absorb_reader(&reader);
         }
         let complete = complete && self.broken.is_none();

@@ -1,0 +1,373 @@
+//! One capture's analysis on a thread of its own, handing verdicts over in batches.
+//!
+//! The caller (Python: rendering, JSON, the table) consumes one batch while the engine reads
+//! and judges the next, so the two share the machine's cores instead of taking turns. A
+//! bounded channel keeps at most a few batches in flight: memory stays flat however many
+//! verdicts a capture holds.
+
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::capture::{CaptureError, CaptureReader};
+use crate::engine::Analysis;
+use crate::verdict::Verdict;
+
+/// Batches in flight between the engine's thread and its consumer.
+const IN_FLIGHT: usize = 4;
+
+/// What the engine's thread says next.
+pub enum Step {
+    /// final verdicts, in frame order
+    Verdicts(Vec<Verdict>),
+    /// nothing within the wait: the caller may look at its own signals and wait again
+    Waiting,
+    /// the capture ended (or the run was stopped); the engine can be taken back
+    Done,
+    /// reading failed (an I/O error); the verdicts before it were sent
+    Failed(CaptureError),
+    /// a bug: a panic caught on the engine's thread, with its message
+    Panicked(String),
+}
+
+enum Message {
+    Verdicts(Vec<Verdict>),
+    End(Result<(), CaptureError>),
+    Panic(String),
+}
+
+type Outcome<R> = (Analysis, CaptureReader<R>);
+
+/// The engine running a capture on its own thread.
+pub struct Runner<R: Read + Send + 'static> {
+    // behind a lock only so that a Runner may be shared (a Python object must be Sync);
+    // its one consumer never contends for it
+    rx: Mutex<Receiver<Message>>,
+    handle: Option<JoinHandle<Outcome<R>>>,
+    cancel: Arc<AtomicBool>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read + Send + 'static> Runner<R> {
+    /// Start reading `reader` into `analysis`, `batch` frames at a time.
+    /// `cancel` stops it after the current batch (and ends a Prefetch source given the same).
+    pub fn spawn(
+        analysis: Analysis,
+        reader: CaptureReader<R>,
+        batch: usize,
+        cancel: Arc<AtomicBool>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let bytes = Arc::new(AtomicU64::new(reader.bytes_read()));
+        let (stop, progress) = (cancel.clone(), bytes.clone());
+        let handle = thread::Builder::new()
+            .name("rstdiag-engine".to_string())
+            .spawn(move || run(analysis, reader, batch, &tx, &stop, &progress))?;
+        Ok(Runner {
+            rx: Mutex::new(rx),
+            handle: Some(handle),
+            cancel,
+            bytes,
+        })
+    }
+
+    /// The next batch, or what happened, waiting at most `wait`.
+    pub fn next(&self, wait: Duration) -> Step {
+        let Ok(rx) = self.rx.lock() else {
+            return Step::Done;
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Message::Verdicts(verdicts)) => Step::Verdicts(verdicts),
+            Ok(Message::End(Ok(()))) | Err(RecvTimeoutError::Disconnected) => Step::Done,
+            Ok(Message::End(Err(err))) => Step::Failed(err),
+            Ok(Message::Panic(message)) => Step::Panicked(message),
+            Err(RecvTimeoutError::Timeout) => Step::Waiting,
+        }
+    }
+
+    /// Bytes the engine has taken from the capture so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Stop after the current batch (or take back a finished engine): the analysis, its
+    /// reader, and the verdicts still in flight, in frame order. None if the thread died.
+    pub fn stop(mut self) -> Option<(Analysis, CaptureReader<R>, Vec<Verdict>)> {
+        self.cancel.store(true, Ordering::Relaxed);
+        let mut leftover = Vec::new();
+        let handle = self.handle.take()?;
+        let rx = self.rx.into_inner().ok()?;
+        // Drain while waiting: a thread blocked on a full channel must be able to finish.
+        while !handle.is_finished() {
+            if let Ok(Message::Verdicts(mut verdicts)) = rx.recv_timeout(Duration::from_millis(20))
+            {
+                leftover.append(&mut verdicts);
+            }
+        }
+        while let Ok(message) = rx.try_recv() {
+            if let Message::Verdicts(mut verdicts) = message {
+                leftover.append(&mut verdicts);
+            }
+        }
+        let (analysis, reader) = handle.join().ok()?;
+        Some((analysis, reader, leftover))
+    }
+}
+
+fn run<R: Read>(
+    mut analysis: Analysis,
+    mut reader: CaptureReader<R>,
+    batch: usize,
+    tx: &SyncSender<Message>,
+    cancel: &AtomicBool,
+    bytes: &AtomicU64,
+) -> Outcome<R> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        drive(&mut analysis, &mut reader, batch, tx, cancel, bytes)
+    }));
+    let last = match outcome {
+        Ok(result) => Message::End(result),
+        Err(payload) => Message::Panic(panic_text(payload.as_ref())),
+    };
+    let _ = tx.send(last); // the consumer may have gone: nothing left to tell
+    (analysis, reader)
+}
+
+fn drive<R: Read>(
+    analysis: &mut Analysis,
+    reader: &mut CaptureReader<R>,
+    batch: usize,
+    tx: &SyncSender<Message>,
+    cancel: &AtomicBool,
+    bytes: &AtomicU64,
+) -> Result<(), CaptureError> {
+    loop {
+        let more = analysis.read(reader, batch)?;
+        bytes.store(reader.bytes_read(), Ordering::Relaxed);
+        let verdicts = analysis.take();
+        if !verdicts.is_empty() && tx.send(Message::Verdicts(verdicts)).is_err() {
+            return Ok(()); // the consumer is gone
+        }
+        if !more || cancel.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+    }
+}
+
+/// Bytes read from the input per read of the input thread.
+const PREFETCH_CHUNK: usize = 256 << 10;
+
+/// A source that may block for ever (a pipe, a FIFO, standard input, a socket) read on a
+/// thread of its own: the engine's thread waits for chunks with a timeout and sees the end
+/// of input when the run is stopped, so that stopping never waits on a writer that keeps the
+/// pipe open. A regular file needs none of this.
+pub struct Prefetch {
+    // locked only so that the source may sit in a Python object (Sync); never contended
+    rx: Mutex<Receiver<std::io::Result<Vec<u8>>>>,
+    spare: SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    ended: bool,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Prefetch {
+    /// Start reading `inner` on an input thread; `cancel` ends the stream early.
+    pub fn new<R: Read + Send + 'static>(
+        mut inner: R,
+        cancel: Arc<AtomicBool>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let (spare, spares) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+        thread::Builder::new()
+            .name("rstdiag-input".to_string())
+            .spawn(move || loop {
+                let mut buf = spares
+                    .try_recv()
+                    .unwrap_or_else(|_| vec![0; PREFETCH_CHUNK]);
+                buf.resize(PREFETCH_CHUNK, 0);
+                let sent = match inner.read(&mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        let end = n == 0;
+                        tx.send(Ok(buf)).is_ok() && !end
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => true,
+                    Err(err) => {
+                        let _ = tx.send(Err(err)); // the engine reports it, if still there
+                        false
+                    }
+                };
+                if !sent {
+                    return;
+                }
+            })?;
+        Ok(Prefetch {
+            rx: Mutex::new(rx),
+            spare,
+            chunk: Vec::new(),
+            pos: 0,
+            ended: false,
+            cancel,
+        })
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(rest) = self.chunk.get(self.pos..).filter(|rest| !rest.is_empty()) {
+                let n = rest.len().min(out.len());
+                if let (Some(to), Some(from)) = (out.get_mut(..n), rest.get(..n)) {
+                    to.copy_from_slice(from);
+                }
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            let next = match self.rx.lock() {
+                Ok(rx) => rx.recv_timeout(Duration::from_millis(50)),
+                Err(_) => Err(RecvTimeoutError::Disconnected),
+            };
+            match next {
+                Ok(Ok(chunk)) => {
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    let _ = self.spare.try_send(used); // recycled, or dropped if none is wanted
+                    self.pos = 0;
+                    self.ended = self.chunk.is_empty();
+                }
+                Ok(Err(err)) => {
+                    self.ended = true;
+                    return Err(err);
+                }
+                Err(RecvTimeoutError::Timeout) if !self.cancel.load(Ordering::Relaxed) => {}
+                Err(_) => self.ended = true, // stopped, or the input thread is gone
+            }
+        }
+    }
+}
+
+/// A panic's message, for the one error line the user sees.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(records: usize) -> Vec<u8> {
+        // a classic pcap of raw IPv4 TCP RSTs, each on a flow of its own
+        let mut out = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 101, 0, 0, 0,
+        ];
+        for i in 0..records {
+            let port = u16::try_from(1000 + i).unwrap_or(u16::MAX).to_be_bytes();
+            let mut ip = vec![
+                0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            ip.extend_from_slice(&port);
+            ip.extend_from_slice(&[0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x04, 0, 0, 0, 0, 0, 0]);
+            let ts = u32::try_from(i).unwrap_or(0).to_le_bytes();
+            out.extend_from_slice(&ts);
+            out.extend_from_slice(&[0, 0, 0, 0, 40, 0, 0, 0, 40, 0, 0, 0]);
+            out.extend_from_slice(&ip);
+        }
+        out
+    }
+
+    fn run_all(data: Vec<u8>, batch: usize) -> (Vec<Verdict>, Analysis) {
+        let reader = CaptureReader::new(std::io::Cursor::new(data), "t").expect("capture");
+        let runner =
+            Runner::spawn(Analysis::new(None), reader, batch, Arc::default()).expect("thread");
+        let mut verdicts = Vec::new();
+        loop {
+            match runner.next(Duration::from_secs(5)) {
+                Step::Verdicts(mut v) => verdicts.append(&mut v),
+                Step::Done => break,
+                Step::Waiting => continue,
+                Step::Failed(err) => panic!("failed: {err}"),
+                Step::Panicked(message) => panic!("panicked: {message}"),
+            }
+        }
+        let (mut analysis, _, mut leftover) = runner.stop().expect("joined");
+        verdicts.append(&mut leftover);
+        analysis.finish(true);
+        verdicts.append(&mut analysis.take());
+        (verdicts, analysis)
+    }
+
+    #[test]
+    fn every_verdict_arrives_once_in_frame_order_whatever_the_batch() {
+        for batch in [1, 7, 1 << 16] {
+            let (verdicts, analysis) = run_all(capture(50), batch);
+            let frames: Vec<u64> = verdicts.iter().map(|v| v.frame).collect();
+            assert_eq!(frames, (1..=50).collect::<Vec<u64>>(), "batch {batch}");
+            assert_eq!(analysis.summary().rsts, 50);
+        }
+    }
+
+    /// A pipe whose writer never closes it: data, then a read that blocks for ever.
+    struct OpenPipe {
+        data: Vec<u8>,
+        pos: usize,
+    }
+
+    impl Read for OpenPipe {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let rest = self.data.get(self.pos..).unwrap_or_default();
+            if rest.is_empty() {
+                thread::park(); // the writer keeps the pipe open
+                return Ok(0);
+            }
+            let n = rest.len().min(out.len()).min(100);
+            if let (Some(to), Some(from)) = (out.get_mut(..n), rest.get(..n)) {
+                to.copy_from_slice(from);
+            }
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stop_does_not_wait_for_a_writer_that_keeps_the_pipe_open() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let data = capture(20);
+        let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let source = Prefetch::new(OpenPipe { data, pos: 0 }, cancel.clone()).expect("input");
+        let reader = CaptureReader::new(source, "pipe").expect("capture");
+        let runner = Runner::spawn(Analysis::new(None), reader, 1, cancel).expect("thread");
+        let mut seen = 0;
+        while runner.bytes_read() < size {
+            if let Step::Verdicts(v) = runner.next(Duration::from_millis(10)) {
+                seen += v.len();
+            }
+        }
+        let (mut analysis, _, leftover) = runner.stop().expect("joined");
+        analysis.finish(false);
+        assert_eq!(seen + leftover.len() + analysis.take().len(), 20);
+    }
+
+    #[test]
+    fn stopping_early_gives_back_the_engine_with_what_it_read() {
+        let reader = CaptureReader::new(std::io::Cursor::new(capture(500)), "t").expect("pcap");
+        let runner = Runner::spawn(Analysis::new(None), reader, 1, Arc::default()).expect("thread");
+        let (mut analysis, _, leftover) = runner.stop().expect("joined");
+        analysis.finish(false);
+        let rest = analysis.take();
+        assert!(leftover.len() + rest.len() <= 500);
+        assert!(!analysis.summary().complete);
+    }
+}
