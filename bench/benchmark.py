@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Benchmark rstdiag against tcptrace, tshark and tcpdump on one big capture, in one run.
+"""Benchmark rstdiag against tcptrace, tcpdump and tshark, every target in one run.
 
-    python bench/benchmark.py                 # 2M packets (generated if missing)
-    python bench/benchmark.py -n 500000       # a smaller file
-    python bench/benchmark.py --snaplen 96    # the truncated variant
+    python bench/benchmark.py                  # the full run (2M packets; 0.5M-8M for scaling)
+    python bench/benchmark.py --quick          # the 2M file only, without tshark and scaling
+    python bench/benchmark.py --skip tshark    # leave a tool out
 
-Generates the capture with ../shared/tools/gen_bigpcap.py when it is missing, warms the page
-cache, then runs each tool under GNU time and prints wall time, peak RSS and the ratio to
-tcptrace, and rstdiag's RST counts by label against the generator's summary.
+Generates the captures with ../shared/tools/gen_bigpcap.py (seed 1) where missing, warms the
+page cache before each measurement, and runs every command under GNU time: wall seconds,
+CPU seconds (user + system) and peak RSS. Ratios compare tools run back to back in this
+run. It prints Markdown tables for BENCHMARKS.md:
+
+- the 2M capture as classic pcap, as pcapng (editcap), with a snaplen of 96, and piped to
+  `rstdiag read -` by cat: rstdiag against tcptrace -n and tcpdump -r FILE -w /dev/null;
+- scaling from 0.5M to 8M packets (time per million packets and peak RSS);
+- `rstdiag explain` of frame 1,999,000 and `rstdiag read pcaps/sample.pcapng`;
+- rstdiag's labels against the generator's summary.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT.parent / "shared" / "tools" / "gen_bigpcap.py"
 GNU_TIME = "/usr/bin/time"
+SCALING = (500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)
+EXPLAIN_FRAME = 1_999_000
 
 
-def generate(path: Path, packets: int, snaplen: int) -> dict[str, object]:
+def generate(path: Path, packets: int, snaplen: int = 0) -> dict[str, object]:
     summary = path.with_suffix(".summary.json")
     if not path.exists() or not summary.exists():
         print(f"generating {path} ({packets} packets) ...", file=sys.stderr)
@@ -39,26 +48,39 @@ def generate(path: Path, packets: int, snaplen: int) -> dict[str, object]:
     return json.loads(summary.read_text())
 
 
+def as_pcapng(path: Path) -> Path:
+    out = path.with_suffix(".pcapng")
+    if not out.exists():
+        subprocess.run(["editcap", "-F", "pcapng", str(path), str(out)], check=True)
+    return out
+
+
 def warm(path: Path) -> None:
     with path.open("rb") as f:
         while f.read(16 << 20):
             pass
 
 
-def timed(name: str, cmd: list[str], stdout: Path) -> dict[str, object]:
-    """Run one tool under GNU time: wall seconds and peak RSS in MB."""
+def timed(name: str, cmd: list[str], stdout: Path, shell: bool = False) -> dict[str, object]:
+    """Run one command under GNU time: wall and CPU seconds, peak RSS in MB."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tfile, stdout.open("wb") as out:
-        proc = subprocess.run([GNU_TIME, "-v", "-o", tfile.name, *cmd], stdout=out,
-                              stderr=subprocess.PIPE)
+        if shell:  # a pipeline: time the shell that runs it, children included
+            args = [GNU_TIME, "-v", "-o", tfile.name, "sh", "-c", cmd[0]]
+        else:
+            args = [GNU_TIME, "-v", "-o", tfile.name, *cmd]
+        proc = subprocess.run(args, stdout=out, stderr=subprocess.PIPE)
         text = Path(tfile.name).read_text()
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", text)
+    user = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", text)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    if wall is None or rss is None:
+    if not (wall and user and system and rss):
         raise SystemExit(f"{name}: could not read GNU time output:\n{text}\n{proc.stderr!r}")
     hours, minutes, seconds = wall.groups()
-    secs = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-    return {"tool": name, "seconds": secs, "rss_mb": int(rss.group(1)) / 1024,
-            "status": proc.returncode, "cmd": " ".join(cmd)}
+    return {"tool": name, "seconds": int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds),
+            "cpu": float(user.group(1)) + float(system.group(1)),
+            "rss_mb": int(rss.group(1)) / 1024, "status": proc.returncode,
+            "cmd": " ".join(cmd)}
 
 
 def version(cmd: list[str]) -> str:
@@ -66,61 +88,133 @@ def version(cmd: list[str]) -> str:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "not installed"
-    return (out.stdout or out.stderr).strip().splitlines()[0]
+    return ((out.stdout or out.stderr).strip().splitlines() or ["?"])[0]
+
+
+class Bench:
+    def __init__(self, outdir: Path, skip: list[str]) -> None:
+        self.outdir = outdir
+        self.skip = skip
+        self.rstdiag = shutil.which("rstdiag") or "rstdiag"
+
+    def run(self, name: str, cmd: list[str], shell: bool = False) -> dict[str, object] | None:
+        tool = name.split()[0]
+        if tool in self.skip or (not shell and shutil.which(cmd[0]) is None):
+            return None
+        result = timed(name, cmd, self.outdir / f"{name.replace(' ', '_')}.out", shell)
+        print(f"  {name}: {result['seconds']:.2f} s wall, {result['cpu']:.2f} s CPU, "
+              f"{result['rss_mb']:.0f} MB", file=sys.stderr)
+        return result
+
+    def capture_row(self, label: str, path: Path, piped: bool = False) -> dict[str, object]:
+        warm(path)
+        if piped:
+            mine = self.run("rstdiag -", [f"cat {path} | {self.rstdiag} read --format json -"],
+                            shell=True)
+        else:
+            mine = self.run("rstdiag", [self.rstdiag, "read", "--format", "json", str(path)])
+        tcptrace = self.run("tcptrace", ["tcptrace", "-n", str(path)])
+        tcpdump = self.run("tcpdump", ["tcpdump", "-r", str(path), "-w", "/dev/null"])
+        assert mine is not None
+        doc = json.loads((self.outdir / f"{str(mine['tool']).replace(' ', '_')}.out").read_text())
+        return {"label": label, "size_mb": path.stat().st_size / 1e6, "rstdiag": mine,
+                "tcptrace": tcptrace, "tcpdump": tcpdump, "rsts": len(doc["rsts"]),
+                "summary": doc["summary"], "flows": flows_by_label(doc["rsts"])}
+
+
+def ratio(a: dict[str, object] | None, b: dict[str, object] | None) -> str:
+    if not a or not b:
+        return ""
+    return f"{float(a['seconds']) / float(b['seconds']):.2f}x"  # type: ignore[arg-type]
+
+
+def secs(r: dict[str, object] | None, key: str = "seconds") -> str:
+    return f"{float(r[key]):.2f}" if r else ""  # type: ignore[arg-type]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--packets", type=int, default=2_000_000)
-    parser.add_argument("--snaplen", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="rstdiag's --jobs (default: rstdiag's own, one per core)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the 2M pcap only: no pcapng, snaplen, pipe, scaling or tshark")
     parser.add_argument("--skip", action="append", default=[],
                         help="tool to leave out (tshark takes a minute on 2M packets)")
     args = parser.parse_args()
     if not Path(GNU_TIME).exists():
         raise SystemExit("GNU time is needed: apt-get install time")
-    suffix = f"-snap{args.snaplen}" if args.snaplen else ""
-    capture = args.dir / f"bench-{args.packets}{suffix}.pcap"
-    summary = generate(capture, args.packets, args.snaplen)
-    warm(capture)
+    if args.quick:
+        args.skip.append("tshark")
     outdir = args.dir / "bench-out"
     outdir.mkdir(exist_ok=True)
-    rstdiag = shutil.which("rstdiag") or "rstdiag"
-    tools = {
-        "rstdiag": [rstdiag, "read", "--format", "json",
-                    *(["--jobs", str(args.jobs)] if args.jobs else []), str(capture)],
-        "tcptrace": ["tcptrace", "-n", str(capture)],
-        "tshark": ["tshark", "-r", str(capture), "-Y", "tcp.flags.reset==1"],
-        "tcpdump": ["tcpdump", "-r", str(capture), "-w", "/dev/null"],
-    }
-    results = []
-    for name, cmd in tools.items():
-        if name in args.skip or shutil.which(cmd[0]) is None:
-            continue
-        results.append(timed(name, cmd, outdir / f"{name}.out"))
-    base = next((r for r in results if r["tool"] == "tcptrace"), None)
-    print(f"capture: {capture} ({capture.stat().st_size / 1e6:.0f} MB, "
-          f"{summary['packets']} packets, {summary['flows']} flows, "
-          f"{summary['rst_packets']} RST packets)")
+    bench = Bench(outdir, args.skip)
+
+    big = args.dir / "bench-2000000.pcap"
+    summary = generate(big, 2_000_000)
+    rows = [bench.capture_row("2M packets, pcap", big)]
+    tshark = None
+    if not args.quick:
+        warm(big)
+        tshark = bench.run("tshark", ["tshark", "-r", str(big), "-Y", "tcp.flags.reset==1"])
+        rows.append(bench.capture_row("2M packets, pcapng", as_pcapng(big)))
+        snap = args.dir / "bench-2000000-snap96.pcap"
+        generate(snap, 2_000_000, 96)
+        rows.append(bench.capture_row("2M packets, snaplen 96", snap))
+        rows.append(bench.capture_row("2M packets, `cat FILE | rstdiag read -`", big, piped=True))
+
+    warm(big)
+    explain = bench.run("rstdiag explain",
+                        [bench.rstdiag, "explain", str(big), "--frame", str(EXPLAIN_FRAME)])
+    sample = bench.run("rstdiag sample",
+                       [bench.rstdiag, "read", str(ROOT / "pcaps" / "sample.pcapng")])
+
+    scaling = []
+    if not args.quick:
+        for packets in SCALING:
+            path = args.dir / f"bench-{packets}.pcap"
+            generate(path, packets)
+            warm(path)
+            mine = bench.run("rstdiag", [bench.rstdiag, "read", "--format", "json", str(path)])
+            scaling.append((packets, path.stat().st_size / 1e6, mine))
+            if packets > 2_000_000:
+                path.unlink()  # 3-6 GB each: not kept between runs
+
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"python {platform.python_version()}")
-    for cmd in (["tcptrace", "-v"], ["tshark", "--version"], ["tcpdump", "--version"]):
+          f"{platform.system()} {platform.release()}, python {platform.python_version()}")
+    for cmd in ([bench.rstdiag, "--version"], ["tcptrace", "-v"], ["tshark", "--version"],
+                ["tcpdump", "--version"]):
         print(f"  {version(cmd)}")
-    print("\n| tool | wall s | peak RSS MB | wall vs tcptrace |")
-    print("|---|---:|---:|---:|")
-    for r in results:
-        ratio = f"{r['seconds'] / base['seconds']:.2f}x" if base else "-"
-        print(f"| {r['tool']} | {r['seconds']:.2f} | {r['rss_mb']:.0f} | {ratio} |")
-    doc = json.loads((outdir / "rstdiag.out").read_text())
-    print(f"\nrstdiag: {len(doc['rsts'])} RSTs reported (generator: {summary['rst_packets']})")
-    print(f"rstdiag labels: {doc['summary']}")
+    print("\n| capture | rstdiag s | CPU s | MB | tcptrace s | tcpdump s | "
+          "rstdiag / tcptrace | rstdiag / tcpdump | RSTs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        mine = row["rstdiag"]
+        print(f"| {row['label']} ({row['size_mb']:.0f} MB) | {secs(mine)} | "  # type: ignore[arg-type]
+              f"{secs(mine, 'cpu')} | {float(mine['rss_mb']):.0f} | "  # type: ignore[index]
+              f"{secs(row['tcptrace'])} | {secs(row['tcpdump'])} | "  # type: ignore[arg-type]
+              f"{ratio(mine, row['tcptrace'])} | {ratio(mine, row['tcpdump'])} | "  # type: ignore[arg-type]
+              f"{row['rsts']} |")
+    if tshark:
+        print(f"\ntshark -Y tcp.flags.reset==1 on the 2M pcap: {secs(tshark)} s, "
+              f"{float(tshark['rss_mb']):.0f} MB")  # type: ignore[arg-type]
+    if scaling:
+        print("\n| packets | MB | rstdiag s | s per million packets | peak RSS MB |")
+        print("|---:|---:|---:|---:|---:|")
+        for packets, size, mine in scaling:
+            if mine:
+                print(f"| {packets:,} | {size:.0f} | {secs(mine)} | "
+                      f"{float(mine['seconds']) / packets * 1e6:.2f} | "  # type: ignore[arg-type]
+                      f"{float(mine['rss_mb']):.0f} |")  # type: ignore[arg-type]
+    print(f"\nrstdiag explain --frame {EXPLAIN_FRAME} (2M pcap): {secs(explain)} s, "
+          f"{float(explain['rss_mb']) if explain else 0:.0f} MB")  # type: ignore[arg-type]
+    print(f"rstdiag read pcaps/sample.pcapng: {secs(sample)} s")
+    doc_summary = rows[0]["summary"]
+    print(f"\nrstdiag: {rows[0]['rsts']} RSTs reported (generator: {summary['rst_packets']})")
+    print(f"rstdiag labels: {doc_summary}")
     print(f"generator flows by kind: {summary['kinds']}")
-    flows = flows_by_label(doc["rsts"])
-    print(f"flows with a closed-port RST: {flows.get('closed-port', 0)} "
+    flows = rows[0]["flows"]
+    print(f"flows with a closed-port RST: {flows.get('closed-port', 0)} "  # type: ignore[attr-defined]
           f"(generator syn_rst flows: {summary['kinds'].get('syn_rst', 0)})")
-    print(f"flows with an injected RST: {flows.get('injected', 0)} "
+    print(f"flows with an injected RST: {flows.get('injected', 0)} "  # type: ignore[attr-defined]
           f"(generator injected flows: {summary['kinds'].get('injected', 0)})")
 
 
