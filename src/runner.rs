@@ -360,6 +360,35 @@ mod tests {
         assert_eq!(seen + leftover.len() + analysis.take().len(), 20);
     }
 
+    /// A source with a bug: it panics once the header is read.
+    struct Buggy {
+        header: Vec<u8>,
+    }
+
+    impl Read for Buggy {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.header.is_empty() {
+                panic!("a bug in a source");
+            }
+            let n = self.header.len().min(out.len());
+            out.get_mut(..n)
+                .unwrap_or_default()
+                .copy_from_slice(self.header.drain(..n).as_slice());
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_panic_on_the_engines_thread_is_reported_and_the_engine_given_back() {
+        let header = capture(0);
+        let reader = CaptureReader::new(Buggy { header }, "bug").expect("header");
+        let runner =
+            Runner::spawn(Analysis::new(None), reader, 16, Arc::default()).expect("thread");
+        let step = runner.next(Duration::from_secs(5));
+        assert!(matches!(step, Step::Panicked(ref m) if m == "a bug in a source"));
+        assert!(runner.stop().is_some());
+    }
+
     #[test]
     fn stopping_early_gives_back_the_engine_with_what_it_read() {
         let reader = CaptureReader::new(std::io::Cursor::new(capture(500)), "t").expect("pcap");
