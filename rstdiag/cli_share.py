@@ -102,9 +102,57 @@ def _write_atomically(path: str, write: Callable[[BinaryIO], T]) -> T:
 @click.command(epilog=REPORT_EXIT_STATUS_HELP)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              metavar="REPORT.html", help="The page to write.")
-def report(files: tuple[str, ...], output: str) -> None:
-    """Placeholder replaced below."""
+              metavar="REPORT.html", help="The page to write (one self-contained HTML file).")
+@click.option("--ladders", "per_cause", type=click.IntRange(min=0), default=3,
+              show_default=True, metavar="N",
+              help="Ladder diagrams of the first N RSTs of each cause, each on its own flow.")
+@click.option("--max-rows", type=click.IntRange(min=1), default=5000, show_default=True,
+              metavar="N", help="RSTs listed in the table (all are counted).")
+@click.option("--max-flows", type=click.IntRange(min=1000), default=None,
+              help="Flows held in memory at once (default 200000).")
+def report(files: tuple[str, ...], output: str, per_cause: int, max_rows: int,
+           max_flows: int | None) -> None:
+    """Write one self-contained HTML page about the RSTs of FILES, to attach to a ticket or a
+    postmortem: the summary by cause and by server, a chart of RSTs over time, the table of
+    RSTs (filterable by cause) and ladder diagrams of the first RSTs of each cause."""
+    raise SystemExit(int(run_report(Environment.from_system(), files, output,
+                                    per_cause=per_cause, max_rows=max_rows,
+                                    max_flows=max_flows)))
+
+
+def run_report(env: Environment, files: tuple[str, ...], output: str, *, per_cause: int = 3,
+               max_rows: int = 5000, max_flows: int | None = None) -> ExitStatus:
+    from .cli import analyze_files
+    from .report import build_page, ladder_choices, ladders_of, render_page
+
+    if "-" in files:
+        env.error("report reads each FILE twice (the verdicts, then the ladders' packets): "
+                  "give files, not standard input")
+        return ExitStatus.ERROR
+    reports, errors, interrupted = analyze_files(env, files, max_flows, jobs=None)
+    if interrupted:
+        env.warn("interrupted; nothing written")
+        return ExitStatus.INTERRUPTED
+    try:
+        chosen = ladder_choices((v for r in reports for v in r.verdicts), per_cause)
+        ladders = [ladder for r in reports
+                   for ladder in ladders_of(r, [v for v in chosen if v.file == r.path])]
+        html = render_page(build_page(reports, errors, ladders=ladders, max_rows=max_rows))
+        _write_atomically(output, lambda out: out.write(html.encode("utf-8")))
+    except RstdiagError as exc:
+        env.error(str(exc))
+        return ExitStatus.ERROR
+    except OSError as exc:
+        env.error(f"{exc.filename or output}: {exc.strerror or exc}")
+        return ExitStatus.ERROR
+    except KeyboardInterrupt:
+        env.warn("interrupted; nothing written")
+        return ExitStatus.INTERRUPTED
+    total = sum(len(r.verdicts) for r in reports)
+    env.stdout.write(f"{output}: {_rsts(total)} from {len(reports)} of {len(files)} "
+                     f"captures, {len(ladders)} ladders\n")
+    env.stdout.flush()
+    return ExitStatus.ERROR if errors else ExitStatus.OK
 
 
 def _rsts(count: int) -> str:
