@@ -9,11 +9,15 @@ reading, decoding, flow tracking and judging, with the GIL released::
     for verdict in report:                          # each verdict as soon as it is final
         print(verdict.frame, verdict.label, verdict.sender, verdict.evidence)
     print(report.file.frames, report.summary())
+
+Packets a notebook holds already (scapy's, or (timestamp, linktype, bytes) tuples) go through
+the same engine with `rstdiag.analyze_packets(packets)`; scapy is never imported by rstdiag.
 """
 
 from .analysis import FileReport, Report, analyze, analyze_file
 from .errors import CaptureError, RstdiagError
 from .labels import HINTS, Confidence, Endpoint, Label, Sender, Verdict
+from .packets import PacketError, analyze_packets
 
 __version__ = "0.1.0"
 
@@ -24,6 +28,7 @@ __all__ = [
     "Endpoint",
     "FileReport",
     "Label",
+    "PacketError",
     "Report",
     "RstdiagError",
     "Sender",
@@ -31,4 +36,5 @@ __all__ = [
     "__version__",
     "analyze",
     "analyze_file",
+    "analyze_packets",
 ]

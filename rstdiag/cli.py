@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from .cli_share import annotate, report
 from .env import Environment
 
 if TYPE_CHECKING:
@@ -569,6 +570,10 @@ def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: in
     if log_backups is not None:
         opts.log_backups = log_backups
     raise SystemExit(int(run_live(Environment.from_system(), opts)))
+
+
+cli.add_command(annotate)
+cli.add_command(report)
 
 
 def _silence_stdout() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .communityid import community_id
+
 
 class Label(StrEnum):
     CLOSED_PORT = "closed-port"
@@ -107,6 +109,7 @@ class Verdict:
             "confidence": str(self.confidence),
             "evidence": self.evidence,
             "hint": self.hint,
+            "community_id": community_id(self.src, self.sport, self.dst, self.dport),
         }
         if self.duplicate_of is not None:
             out["duplicate_of"] = self.duplicate_of

@@ -31,7 +31,7 @@ class PipeSafeConsole(Console):
 SCHEMA_VERSION = 1
 FORMATS = ("table", "json", "jsonl", "csv")
 CSV_FIELDS = ("file", "frame", "ts", "src", "sport", "dst", "dport", "flags", "client", "server",
-              "sender", "label", "confidence", "evidence", "hint", "duplicate_of")
+              "sender", "label", "confidence", "evidence", "hint", "duplicate_of", "community_id")
 
 LABEL_STYLES = {
     Label.CLOSED_PORT: "cyan",

@@ -2,7 +2,8 @@
 
 The Rust engine was checked against these verdict for verdict when it replaced the Python one;
 they stay as the specification of what `read` answers. A report here is the file's counters
-and every RST's verdict (the "file" field left out: paths differ between checkouts), or the
+and every RST's verdict (the "file" field left out: paths differ between checkouts; and
+"community_id", a hash of the endpoints already there), or the
 one-line error of an unreadable capture.
 
     python tests/goldens.py --write     # freeze today's answers (after a change made on purpose)
@@ -76,6 +77,7 @@ def report_of(path: Path | str, max_flows: int | None = None) -> dict[str, objec
     for verdict in report.verdicts:
         record = verdict.to_dict()
         del record["file"]
+        del record["community_id"]  # derived from the endpoints frozen beside it
         rsts.append(record)
     return {"file": head, "rsts": rsts}
 
