@@ -163,6 +163,15 @@ def test_close_with_unread_request_bytes_is_unread_data(runs: Runs) -> None:
     assert labels_and_senders(rst_verdicts(r.pcap)) == [("unread-data", "server")]
 
 
+@pytest.mark.parametrize("name", ["unread-data-sigkill", "unread-data-sigkill-v6"])
+def test_killed_process_with_an_unread_request_is_unread_data_or_linger_abort(
+        runs: Runs, name: str) -> None:
+    r = runs[name]
+    [v] = rst_verdicts(r.pcap)
+    assert (str(v.label), str(v.sender), v.alternatives, str(v.effect)) == (
+        "unread-data", "server", ("linger-abort",), "accepted")
+
+
 def test_data_after_the_servers_close_is_data_after_close(runs: Runs) -> None:
     r = runs["data-after-close"]
     assert labels_and_senders(rst_verdicts(r.pcap)) == [("data-after-close", "server")]
