@@ -17,14 +17,15 @@ from typing import BinaryIO
 
 from . import _core
 from .errors import CaptureError, EngineFault, RstdiagError
-from .labels import Confidence, Endpoint, Label, Sender, Verdict
+from .labels import Confidence, Effect, Endpoint, Label, Sender, Verdict
 
 _LABELS = {str(label): label for label in Label}
 _SENDERS = {str(sender): sender for sender in Sender}
 _CONFIDENCES = {str(confidence): confidence for confidence in Confidence}
+_EFFECTS = {str(effect): effect for effect in Effect}
 
 VerdictTuple = tuple[int, float, str, int, str, int, str, str, int, str, int, str, str, str, str,
-                     int | None]
+                     int | None, list[str], str]
 
 
 @dataclass(slots=True)
@@ -74,10 +75,12 @@ def summarize(verdicts: Iterable[Verdict]) -> dict[str, int]:
 def verdict_of(record: VerdictTuple, path: str) -> Verdict:
     """A verdict as the engine hands it over, as the renderers' record."""
     (frame, ts, src, sport, dst, dport, flags, client, cport, server, sport_, sender, label,
-     confidence, evidence, duplicate_of) = record
+     confidence, evidence, duplicate_of, alternatives, effect) = record
     return Verdict(frame, ts, src, sport, dst, dport, flags, Endpoint(client, cport),
                    Endpoint(server, sport_), _SENDERS[sender], _LABELS[label],
-                   _CONFIDENCES[confidence], evidence, path, duplicate_of)
+                   _CONFIDENCES[confidence], evidence, path, duplicate_of,
+                   alternatives=tuple(_LABELS[a] for a in alternatives),
+                   effect=_EFFECTS[effect])
 
 
 class Analysis:

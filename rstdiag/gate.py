@@ -6,7 +6,7 @@ options with the `parse_*` helpers here and renders the result with rstdiag.ci_f
 
 Every RST gets one `Outcome`, decided in this order:
   duplicate    an identical copy of an earlier RST (`duplicate_of` set): never counted;
-  not-checked  its label is not in `fail_on`;
+  not-checked  neither its label nor one of its open alternatives is in `fail_on`;
   ignored      its flow matches an --ignore-flow or --ignore-port rule;
   accepted     the baseline accepts its (label, server port) and that entry's count is not used up;
   finding      everything else: counted against `max`.
@@ -326,7 +326,7 @@ def evaluate(reports: Sequence[FileReport], policy: Policy,
         for verdict in report.verdicts:
             if verdict.duplicate_of is not None:
                 outcome = Outcome.DUPLICATE
-            elif verdict.label not in policy.fail_on:
+            elif not verdict.is_any_of(policy.fail_on):
                 outcome = Outcome.NOT_CHECKED
             elif policy.ignores(verdict):
                 outcome = Outcome.IGNORED

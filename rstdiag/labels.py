@@ -29,6 +29,15 @@ class Sender(StrEnum):
     UNKNOWN = "unknown"
 
 
+class Effect(StrEnum):
+    """Whether the receiver could accept the RST (RFC 793, RFC 5961), as the packets show."""
+
+    ACCEPTED = "accepted"  # exactly the next expected sequence number; the receiver went silent
+    IGNORED = "ignored"  # outside the window: the receiver kept sending or retransmitting
+    CHALLENGED = "challenged"  # in the window but not exact: answered by a challenge ACK
+    UNKNOWN = "unknown"  # the capture ends before it shows
+
+
 class Confidence(StrEnum):
     HIGH = "high"
     MEDIUM = "medium"
@@ -87,10 +96,22 @@ class Verdict:
     file: str = ""
     duplicate_of: int | None = None
     kernel_reason: str | None = None
+    # the other labels the same wire evidence allows; a known kernel reason settles them
+    alternatives: tuple[Label, ...] = ()
+    effect: Effect = Effect.UNKNOWN
 
     @property
     def hint(self) -> str:
         return HINTS[self.label]
+
+    @property
+    def open_alternatives(self) -> tuple[Label, ...]:
+        """The alternatives still open: none once the kernel named its reason."""
+        return () if self.kernel_reason is not None else self.alternatives
+
+    def is_any_of(self, labels: frozenset[Label] | set[Label]) -> bool:
+        """Whether the label, or one of the alternatives still open, is among `labels`."""
+        return self.label in labels or any(a in labels for a in self.open_alternatives)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -109,10 +130,18 @@ class Verdict:
             "confidence": str(self.confidence),
             "evidence": self.evidence,
             "hint": self.hint,
+            "alternatives": [str(a) for a in self.open_alternatives],
+            "effect": str(self.effect),
             "community_id": community_id(self.src, self.sport, self.dst, self.dport),
         }
         if self.duplicate_of is not None:
             out["duplicate_of"] = self.duplicate_of
         if self.kernel_reason is not None:
             out["kernel_reason"] = self.kernel_reason
+        return out
+
+    def to_row(self) -> dict[str, object]:
+        """`to_dict` for one CSV row: the alternatives as one cell, space-separated."""
+        out = self.to_dict()
+        out["alternatives"] = " ".join(str(a) for a in self.open_alternatives)
         return out

@@ -31,7 +31,8 @@ class PipeSafeConsole(Console):
 SCHEMA_VERSION = 1
 FORMATS = ("table", "json", "jsonl", "csv")
 CSV_FIELDS = ("file", "frame", "ts", "src", "sport", "dst", "dport", "flags", "client", "server",
-              "sender", "label", "confidence", "evidence", "hint", "duplicate_of", "community_id")
+              "sender", "label", "confidence", "evidence", "hint", "duplicate_of", "alternatives",
+              "effect", "community_id")
 
 LABEL_STYLES = {
     Label.CLOSED_PORT: "cyan",
@@ -101,7 +102,7 @@ def write_csv(reports: Sequence[FileReport], out: TextIO) -> None:
     writer.writeheader()
     for report in reports:
         for verdict in report.verdicts:
-            writer.writerow(verdict.to_dict())
+            writer.writerow(verdict.to_row())
 
 
 def _time(ts: float) -> str:

@@ -155,6 +155,85 @@ impl Segment {
     }
 }
 
+/// Devices told apart per side of a flow (the host and one in front of it); packets with a
+/// third TTL join none. Two keep the flow small: the tracker holds up to 200,000.
+pub const DEVICES: usize = 2;
+
+/// One device that sent packets in an endpoint's name: the host itself, or a firewall, SYN
+/// proxy or NAT in front of it that answers for it. Told apart by TTL (the hops from each
+/// device to the capture differ); its IP ID counter and window habits are kept as evidence.
+/// A slot with `packets` 0 is empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Device {
+    pub ttl: u8,
+    /// saturating counts
+    pub packets: u16,
+    /// segments carrying data: the application's host sends those
+    pub data_packets: u16,
+    pub first_frame: u64,
+    pub first_ipid: Option<u16>,
+    pub last_ipid: Option<u16>,
+    pub min_window: u16,
+    pub max_window: u16,
+}
+
+impl Device {
+    fn new(seg: &Segment) -> Self {
+        Device {
+            ttl: seg.ttl,
+            packets: 0,
+            data_packets: 0,
+            first_frame: seg.frame,
+            first_ipid: seg.ipid,
+            last_ipid: seg.ipid,
+            min_window: seg.window,
+            max_window: seg.window,
+        }
+    }
+
+    fn add(&mut self, seg: &Segment) {
+        self.packets = self.packets.saturating_add(1);
+        if seg.length != 0 {
+            self.data_packets = self.data_packets.saturating_add(1);
+        }
+        if seg.ipid.is_some() {
+            self.last_ipid = seg.ipid;
+        }
+        self.min_window = self.min_window.min(seg.window);
+        self.max_window = self.max_window.max(seg.window);
+    }
+
+    /// Whether `ipid` could come next from this device's counter: a little ahead of its last.
+    /// Zero IDs (Linux's per-socket IDs on RSTs, DF packets of some stacks) say nothing.
+    pub fn counts_on(&self, ipid: Option<u16>) -> bool {
+        match (self.last_ipid, ipid) {
+            (Some(last), Some(id)) if last != 0 && id != 0 => {
+                let ahead = id.wrapping_sub(last);
+                0 < ahead && ahead < 0x8000
+            }
+            _ => false,
+        }
+    }
+
+    /// "TTL 251, IP ID 31756..31757, window 9300" for the evidence.
+    pub fn text(&self) -> String {
+        let mut out = format!("TTL {}", self.ttl);
+        if let (Some(first), Some(last)) = (self.first_ipid, self.last_ipid) {
+            if first == last {
+                out += &format!(", IP ID {first}");
+            } else {
+                out += &format!(", IP ID {first}..{last}");
+            }
+        }
+        if self.min_window == self.max_window {
+            out += &format!(", window {}", self.min_window);
+        } else {
+            out += &format!(", window {}-{}", self.min_window, self.max_window);
+        }
+        out
+    }
+}
+
 /// What one side of a flow has sent so far (RSTs apart, which are kept in `rsts`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SideState {
@@ -180,6 +259,10 @@ pub struct SideState {
     pub last_ts: Option<f64>,
     /// the side's first four RSTs
     pub rsts: Vec<Segment>,
+    /// the devices that sent this side's non-RST packets, by TTL, first seen first
+    pub devices: [Device; DEVICES],
+    /// SYN to the handshake's ACK as the capture saw it (client side): one round trip
+    pub handshake_rtt: Option<f64>,
 }
 
 impl SideState {
@@ -202,6 +285,30 @@ impl SideState {
             first_ts: None,
             last_ts: None,
             rsts: Vec::new(),
+            devices: [Device::default(); DEVICES],
+            handshake_rtt: None,
+        }
+    }
+
+    /// The device of this side whose TTL is `ttl`.
+    pub fn device(&self, ttl: u8) -> Option<&Device> {
+        self.seen_devices().find(|d| d.ttl == ttl)
+    }
+
+    /// The devices that sent in this side's name, first seen first.
+    pub fn seen_devices(&self) -> impl Iterator<Item = &Device> + '_ {
+        self.devices.iter().filter(|d| d.packets != 0)
+    }
+
+    fn note_device(&mut self, seg: &Segment) {
+        for slot in self.devices.iter_mut() {
+            if slot.packets == 0 {
+                *slot = Device::new(seg);
+            } else if slot.ttl != seg.ttl {
+                continue;
+            }
+            slot.add(seg);
+            return;
         }
     }
 
@@ -228,6 +335,10 @@ impl SideState {
         self.packets += 1;
         if self.ttls.len() < MAX_TTLS {
             self.ttls.insert(seg.ttl);
+        }
+        self.note_device(seg);
+        if self.sent_syn && self.handshake_rtt.is_none() && flags & (SYN | ACK) == ACK {
+            self.handshake_rtt = self.first_ts.map(|first| seg.ts - first);
         }
         let seq = seg.seq;
         if flags & SYN != 0 {

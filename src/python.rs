@@ -149,6 +149,8 @@ fn verdict_tuple<'py>(py: Python<'py>, v: &Verdict) -> PyResult<Bound<'py, PyTup
         v.confidence.as_str(),
         v.evidence.as_str(),
         v.duplicate_of,
+        v.alternatives.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+        v.effect.as_str(),
     )
 }
 

@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
-use crate::flows::{seq_diff, Roles, RstCase, Segment, SideState, TtlSet};
-use crate::records::{flag_string, ACK, FIN, RST, SYN};
-use crate::verdict::{py_fixed, Confidence, Endpoint, Label, Sender, Verdict};
+use crate::flows::{seq_diff, Device, Roles, RstCase, Segment, SideState, TtlSet};
+use crate::records::{flag_string, ACK, FIN, PSH, RST, SYN, URG};
+use crate::verdict::{py_fixed, Confidence, Effect, Endpoint, Label, Sender, Verdict};
 
 use Confidence::{High, Low, Medium};
 
@@ -19,6 +19,12 @@ pub const ACCEPT_EXPIRY_SECONDS: f64 = 120.0;
 /// A reset 'right after' the handshake.
 pub const CLIENT_ABORT_SECONDS: f64 = 10.0;
 pub const MAX_TEXT: usize = 120;
+/// A RST answers a segment only if it follows it within this (a round trip across the globe,
+/// with the capture at the far end, and a slow stack).
+pub const ANSWER_SECONDS: f64 = 3.0;
+/// Without a handshake to time, the receiver's packets this soon after a RST may have crossed
+/// it on the way (sent before it arrived): they say nothing about its effect.
+pub const CROSSING_SECONDS: f64 = 0.2;
 
 /// What a rule found. `sender` None: the RST's own side sent it.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +33,8 @@ pub struct Judgement {
     pub confidence: Confidence,
     pub evidence: String,
     pub sender: Option<Sender>,
+    /// the other labels the same evidence allows
+    pub alternatives: Vec<Label>,
 }
 
 fn judged(label: Label, confidence: Confidence, evidence: String) -> Option<Judgement> {
@@ -35,6 +43,38 @@ fn judged(label: Label, confidence: Confidence, evidence: String) -> Option<Judg
         confidence,
         evidence,
         sender: None,
+        alternatives: Vec::new(),
+    })
+}
+
+/// A judgement the wire cannot make alone: `also` fits the same packets (only the kernel's
+/// reason tells them apart), so the confidence is at most medium.
+fn ambiguous(
+    label: Label,
+    confidence: Confidence,
+    evidence: String,
+    also: &[Label],
+) -> Option<Judgement> {
+    Some(Judgement {
+        label,
+        confidence: if confidence == High {
+            Medium
+        } else {
+            confidence
+        },
+        evidence,
+        sender: None,
+        alternatives: also.to_vec(),
+    })
+}
+
+fn by_path(label: Label, confidence: Confidence, evidence: String) -> Option<Judgement> {
+    Some(Judgement {
+        label,
+        confidence,
+        evidence,
+        sender: Some(Sender::Path),
+        alternatives: Vec::new(),
     })
 }
 
@@ -48,6 +88,49 @@ fn answered(case: &RstCase) -> Option<&Segment> {
         .iter()
         .rev()
         .find(|seg| seg.side != case.rst.side && seg.flags & RST == 0)
+}
+
+/// Whether `prev` tells the RST's sender something it did not know: data, SYN or FIN, a
+/// keepalive probe, or an acknowledgement that moved. A repeated bare ACK does not.
+fn is_news(case: &RstCase, prev: &Segment) -> bool {
+    if prev.length != 0 || prev.flags & (SYN | FIN) != 0 {
+        return true;
+    }
+    let probe = case
+        .peer()
+        .nxt
+        .is_some_and(|nxt| seq_diff(nxt, prev.seq) == 1);
+    let earlier_ack = case
+        .before
+        .iter()
+        .rev()
+        .filter(|s| s.side == prev.side && s.flags & RST == 0 && s.frame != prev.frame)
+        .find(|s| s.ts <= prev.ts)
+        .map(|s| s.ack);
+    probe || earlier_ack.is_none_or(|ack| ack != prev.ack)
+}
+
+/// The segment the RST answers: the peer's last one, if the RST follows it closely and it was
+/// news to the sender. A RST long after the last exchange answers nothing: its sender decided.
+fn answers(case: &RstCase) -> Option<&Segment> {
+    answered(case).filter(|prev| case.rst.ts - prev.ts <= ANSWER_SECONDS && is_news(case, prev))
+}
+
+/// The answered segment when the RST is what a stack without the connection sends for it:
+/// bare, at the segment's acknowledgement number.
+fn stateless_answer(case: &RstCase) -> Option<&Segment> {
+    let rst = &case.rst;
+    answers(case)
+        .filter(|prev| rst.flags & ACK == 0 && prev.flags & ACK != 0 && rst.seq == prev.ack)
+}
+
+/// Seconds since the flow's last non-RST segment before the RST.
+fn idle_before(case: &RstCase) -> f64 {
+    case.before
+        .iter()
+        .rev()
+        .find(|s| s.flags & RST == 0)
+        .map_or(0.0, |last| case.rst.ts - last.ts)
 }
 
 /// TTLs of the claimed sender's own (non-RST) packets in this flow, before and after.
@@ -156,12 +239,86 @@ pub fn lone_rst(case: &RstCase) -> Option<Judgement> {
     )
 }
 
+/// The device that sent the endpoint's data: its host, behind whatever answered for it.
+fn data_device(me: &SideState, not_ttl: u8) -> Option<&Device> {
+    me.seen_devices()
+        .filter(|d| d.ttl != not_ttl && d.data_packets != 0)
+        .max_by_key(|d| d.data_packets)
+}
+
+pub fn path_device(case: &RstCase) -> Option<Judgement> {
+    let (rst, me) = (&case.rst, case.sender());
+    let device = me.device(rst.ttl).filter(|d| d.data_packets == 0)?;
+    let host = data_device(me, rst.ttl)?;
+    let who = role(rst.side);
+    let mut seen = format!(
+        "two devices send in the {who}'s name: {} with no data (it answered the handshake \
+         from #{}) and the {who}'s host, {} with the data; the RST has TTL {}",
+        device.text(),
+        device.first_frame,
+        host.text(),
+        rst.ttl
+    );
+    if let Some(id) = rst
+        .ipid
+        .filter(|_| device.counts_on(rst.ipid) && !host.counts_on(rst.ipid))
+    {
+        seen += &format!(" and IP ID {id}, on the first device's counter");
+    }
+    if let Some(prev) = stateless_answer(case) {
+        return by_path(
+            Label::HalfOpen,
+            Medium,
+            format!(
+                "{seen}: that device (a firewall, SYN proxy or NAT in front of the {who}) \
+                 answers {} as a stack without the connection: it lost the connection's state",
+                describe(prev, case.peer())
+            ),
+        );
+    }
+    let idle = idle_before(case);
+    let why = if idle >= IDLE_GAP {
+        format!(
+            " after {} s idle: a middlebox idle timeout",
+            py_fixed(idle, 0)
+        )
+    } else {
+        String::new()
+    };
+    by_path(
+        Label::Injected,
+        if idle >= IDLE_GAP { High } else { Medium },
+        format!("{seen}: a firewall or SYN proxy in front of the {who} reset the connection{why}"),
+    )
+}
+
 pub fn injected(case: &RstCase) -> Option<Judgement> {
     let rst = &case.rst;
     let ttls = sender_ttls(case);
     let later = kept_talking(case);
     let who = role(rst.side);
     if !ttls.is_empty() && !ttls.contains(rst.ttl) {
+        // back-to-back RSTs from that device with differing sequence numbers are forgeries
+        let jumping = case
+            .sender()
+            .rsts
+            .iter()
+            .any(|r| r.ttl == rst.ttl && r.seq != rst.seq);
+        if let Some(prev) = stateless_answer(case).filter(|_| later.is_none() && !jumping) {
+            return by_path(
+                Label::HalfOpen,
+                Medium,
+                format!(
+                    "bare RST answering {} at its ack number, from another device than the \
+                     {who}'s host (TTL {}; the {who}'s packets have TTL {}): whatever holds \
+                     the address now (a NAT or firewall that lost the state, or a host that \
+                     lost it) has no such connection",
+                    describe(prev, case.peer()),
+                    rst.ttl,
+                    ttls.text()
+                ),
+            );
+        }
         let mut text = format!(
             "TTL {} but the {who}'s own packets have TTL {}",
             rst.ttl,
@@ -173,12 +330,11 @@ pub fn injected(case: &RstCase) -> Option<Judgement> {
         if rst.window != 0 && rst.flags & ACK != 0 && rst.window < 64 {
             text += &format!("; odd window {}", rst.window);
         }
-        return Some(Judgement {
-            label: Label::Injected,
-            confidence: if later.is_some() { High } else { Medium },
-            evidence: format!("forged in the {who}'s name: {text}"),
-            sender: Some(Sender::Path),
-        });
+        return by_path(
+            Label::Injected,
+            if later.is_some() { High } else { Medium },
+            format!("forged in the {who}'s name: {text}"),
+        );
     }
     let later = later?;
     if rst.flags & ACK == 0 && answered(case).is_some_and(|prev| rst.seq == prev.ack) {
@@ -195,10 +351,47 @@ pub fn injected(case: &RstCase) -> Option<Judgement> {
     )
 }
 
+/// The name of a scan probe other than SYN: a segment without SYN or ACK.
+fn probe_name(flags: u8) -> String {
+    match flags & (FIN | PSH | URG) {
+        0 => "NULL".to_string(),
+        FIN => "FIN".to_string(),
+        f if f == FIN | PSH | URG => "Xmas".to_string(),
+        f => format!("{} (flags {})", "odd", flag_string(f)),
+    }
+}
+
+/// A FIN, NULL or Xmas scan probe answered by a closed port (an open one stays silent).
+fn closed_port_probe(case: &RstCase, prev: &Segment) -> Option<Judgement> {
+    let rst = &case.rst;
+    if prev.flags & (SYN | ACK | RST) != 0 || rst.flags & ACK == 0 || rst.ack != prev.end() {
+        return None;
+    }
+    let fin = if prev.flags & FIN != 0 { " + 1" } else { "" };
+    judged(
+        Label::ClosedPort,
+        High,
+        format!(
+            "RST+ACK answers a {} scan probe #{} (ack = its seq{fin}) {} ms later: nothing \
+             listens on that port (a closed port answers FIN, NULL and Xmas probes, an open \
+             one stays silent)",
+            probe_name(prev.flags),
+            prev.frame,
+            py_fixed((rst.ts - prev.ts) * 1000.0, 1)
+        ),
+    )
+}
+
 pub fn closed_port(case: &RstCase) -> Option<Judgement> {
     let rst = &case.rst;
     let prev = answered(case)?;
-    if prev.flags & SYN == 0 || prev.flags & ACK != 0 || case.sender().packets != 0 {
+    if case.sender().packets != 0 {
+        return None;
+    }
+    if prev.flags & (SYN | ACK) == 0 {
+        return closed_port_probe(case, prev);
+    }
+    if prev.flags & SYN == 0 || prev.flags & ACK != 0 {
         return None;
     }
     if rst.flags & ACK == 0 || rst.ack != prev.seq.wrapping_add(1).wrapping_add(prev.length) {
@@ -220,17 +413,16 @@ pub fn closed_port(case: &RstCase) -> Option<Judgement> {
     }
     let host = &case.sender_host_ttls;
     if !host.is_empty() && !host.contains(rst.ttl) {
-        return Some(Judgement {
-            label: Label::ClosedPort,
-            confidence: Medium,
-            evidence: format!(
+        return by_path(
+            Label::ClosedPort,
+            Medium,
+            format!(
                 "{text}; TTL {} differs from that host's TTL {} in other flows: likely a \
                  firewall REJECT in the path",
                 rst.ttl,
                 host.text()
             ),
-            sender: Some(Sender::Path),
-        });
+        );
     }
     judged(
         Label::ClosedPort,
@@ -430,12 +622,40 @@ pub fn accept_overflow(case: &RstCase) -> Option<Judgement> {
     )
 }
 
+/// A bare RST that answers nothing, at the sender's next sequence number, from a side that
+/// had acknowledged everything: its own abortive close, as BSD-derived stacks send it.
+pub fn bare_abortive_close(case: &RstCase) -> Option<Judgement> {
+    let (rst, me, peer) = (&case.rst, case.sender(), case.peer());
+    if rst.flags & ACK != 0 || answers(case).is_some() || me.nxt != Some(rst.seq) {
+        return None;
+    }
+    let (peer_nxt, acked) = (peer.nxt?, me.acked?);
+    if seq_diff(peer_nxt, acked) > 0 {
+        return None;
+    }
+    let last = case.before.iter().rev().find(|s| s.flags & RST == 0)?;
+    ambiguous(
+        Label::LingerAbort,
+        Medium,
+        format!(
+            "bare RST from the {} {} s after the last exchange (#{}), answering nothing, at \
+             its next sequence number, everything it received acknowledged: its own abortive \
+             close (SO_LINGER {{1,0}} or abort(); BSD-derived stacks such as macOS and iOS \
+             send it without the ACK flag)",
+            role(rst.side),
+            py_fixed(rst.ts - last.ts, 1),
+            last.frame
+        ),
+        &[Label::UnreadData],
+    )
+}
+
 pub fn half_open(case: &RstCase) -> Option<Judgement> {
     let (rst, me) = (&case.rst, case.sender());
     if rst.flags & ACK != 0 {
         return None;
     }
-    let prev = answered(case)?;
+    let prev = answers(case)?;
     let gap = case
         .before
         .iter()
@@ -543,26 +763,29 @@ pub fn unread_data(case: &RstCase) -> Option<Judgement> {
                 ),
             );
         }
-        return judged(
+        return ambiguous(
             Label::UnreadData,
             Medium,
             "the peer's FIN arrived and was answered by RST+ACK instead of a FIN: the \
-             application closed with received data still unread"
+             application closed with received data still unread, or with SO_LINGER {1,0} \
+             (the wire cannot tell them apart)"
                 .into(),
+            &[Label::LingerAbort],
         );
     }
     let request = peer.last_data_frame.filter(|_| rst.side == 1)?;
     if me.last_data_frame.is_some_and(|mine| mine >= request) {
         return None;
     }
-    judged(
+    ambiguous(
         Label::UnreadData,
-        Low,
+        Medium,
         format!(
             "the request (#{request}, acknowledged) got no reply before the server's RST+ACK: \
              closed with the request unread, or an SO_LINGER {{1,0}} close right after reading \
              it (the wire cannot tell them apart)"
         ),
+        &[Label::LingerAbort],
     )
 }
 
@@ -576,14 +799,16 @@ pub fn linger_abort(case: &RstCase) -> Option<Judgement> {
         Some(frame) => format!(" after its FIN #{frame}"),
         None => " with no FIN".to_string(),
     };
-    judged(
+    ambiguous(
         Label::LingerAbort,
         if at_next { Medium } else { Low },
         format!(
             "RST+ACK from the {}{fin}, at its next sequence number, everything it received \
-             already acknowledged: an abortive close (SO_LINGER {{1,0}} or abort())",
+             already acknowledged: an abortive close (SO_LINGER {{1,0}} or abort()), or a \
+             close with received data unread (the wire cannot tell them apart)",
             role(rst.side)
         ),
+        &[Label::UnreadData],
     )
 }
 
@@ -603,11 +828,13 @@ pub fn unexplained(case: &RstCase) -> Judgement {
             case.sender().relative(rst.seq)
         ),
         sender: None,
+        alternatives: Vec::new(),
     }
 }
 
-pub const RULES: [Rule; 13] = [
+pub const RULES: [Rule; 15] = [
     lone_rst,
+    path_device,
     injected,
     closed_port,
     follow_up,
@@ -616,11 +843,131 @@ pub const RULES: [Rule; 13] = [
     data_after_close,
     reset_after_peer_rst,
     accept_overflow,
+    bare_abortive_close,
     half_open,
     mptcp_fastclose,
     unread_data,
     linger_abort,
 ];
+
+// --- did the RST take effect? -------------------------------------------------------------
+
+/// How long after the RST the receiver's packets may have crossed it: one round trip (from the
+/// handshake) with some slack, or CROSSING_SECONDS when the handshake was not captured.
+fn crossing(case: &RstCase) -> f64 {
+    case.client
+        .handshake_rtt
+        .filter(|rtt| *rtt >= 0.0)
+        .map_or(CROSSING_SECONDS, |rtt| rtt * 2.0 + 0.001)
+}
+
+/// Whether the receiver could accept the RST (RFC 793, RFC 5961), and what shows it: the
+/// sequence number against what the receiver expects, then what the receiver did next.
+pub fn effect(case: &RstCase) -> (Effect, String) {
+    let (rst, sender, receiver) = (&case.rst, case.sender(), case.peer());
+    let them = role(1 - rst.side.min(1));
+    // a SYN with a new ISN starts another connection: it says nothing about this one
+    let talk: Vec<&Segment> = case
+        .after
+        .iter()
+        .filter(|s| s.side != rst.side && s.flags & RST == 0)
+        .filter(|s| s.flags & SYN == 0 || receiver.isn == Some(s.seq))
+        .collect();
+    let kept = talk
+        .iter()
+        .find(|s| s.ts - rst.ts > crossing(case))
+        .copied();
+    let kept_text = |seg: &Segment| {
+        let resent = (seg.flags & (SYN | FIN) != 0 || seg.length != 0)
+            && receiver
+                .nxt
+                .is_some_and(|nxt| seq_diff(seg.end(), nxt) <= 0);
+        let what = if resent {
+            "retransmitted"
+        } else {
+            "kept sending"
+        };
+        format!("the {them} {what} after it ({})", describe(seg, receiver))
+    };
+    // A receiver in SYN-SENT takes a RST that acknowledges its SYN.
+    if receiver.sent_syn && !receiver.sent_synack && sender.isn.is_none() {
+        let acceptable = rst.flags & ACK != 0
+            && receiver
+                .isn
+                .is_some_and(|isn| rst.ack == isn.wrapping_add(1));
+        return match kept {
+            Some(seg) => (Effect::Ignored, kept_text(seg)),
+            None if acceptable => (Effect::Accepted, String::new()),
+            None => (Effect::Unknown, String::new()),
+        };
+    }
+    if receiver.packets == 0 {
+        return (Effect::Unknown, String::new());
+    }
+    let Some(expected) = sender.nxt.or(receiver.acked) else {
+        return (Effect::Unknown, String::new());
+    };
+    let exact = rst.seq == expected || receiver.acked == Some(rst.seq);
+    if exact {
+        return match kept {
+            Some(seg) => (
+                Effect::Ignored,
+                format!(
+                    "{}: the RST, at the expected sequence number, did not reach its stack",
+                    kept_text(seg)
+                ),
+            ),
+            None => (Effect::Accepted, String::new()),
+        };
+    }
+    let base = receiver.acked.unwrap_or(expected);
+    let off = seq_diff(rst.seq, base);
+    // the window as last advertised, scaled at most by 2^14 (the scale is in the handshake's
+    // options, which the tracker does not keep): an upper bound
+    let window = case
+        .before
+        .iter()
+        .rev()
+        .find(|s| s.side != rst.side && s.flags & RST == 0)
+        .map_or(0, |s| i64::from(s.window));
+    let in_window = off > 0 && off < window.max(1) << 14;
+    let place = if off < 0 {
+        format!(
+            "seq {} is {} before the {them}'s window (it expects {})",
+            sender.relative(rst.seq),
+            -off,
+            sender.relative(base)
+        )
+    } else if in_window {
+        format!(
+            "seq {} is in the {them}'s window but {off} past the expected {}",
+            sender.relative(rst.seq),
+            sender.relative(base)
+        )
+    } else {
+        format!(
+            "seq {} is beyond the {them}'s window (it expects {})",
+            sender.relative(rst.seq),
+            sender.relative(base)
+        )
+    };
+    let challenge = talk
+        .first()
+        .filter(|s| s.length == 0 && s.flags & (SYN | FIN) == 0 && receiver.acked == Some(s.ack));
+    if let (true, Some(ack)) = (in_window, challenge) {
+        return (
+            Effect::Challenged,
+            format!(
+                "{place}: answered by the challenge ACK #{} (RFC 5961), the connection lives on",
+                ack.frame
+            ),
+        );
+    }
+    match kept {
+        Some(seg) => (Effect::Ignored, format!("{place}; {}", kept_text(seg))),
+        None => (Effect::Unknown, String::new()),
+    }
+}
 
 // --- verdicts ----------------------------------------------------------------------------
 
@@ -675,6 +1022,7 @@ pub fn classify(case: &RstCase) -> Verdict {
         confidence,
         mut evidence,
         sender,
+        alternatives,
     } = judge(case);
     if matches!(case.roles, Roles::Port | Roles::First) && label != Label::Unknown {
         evidence.push_str(" (roles guessed: the handshake is not in the capture)");
@@ -682,6 +1030,14 @@ pub fn classify(case: &RstCase) -> Verdict {
     let own_word = rst_text(case);
     if !own_word.is_empty() {
         evidence = format!("{evidence}; {own_word}");
+    }
+    if !alternatives.is_empty() {
+        let names: Vec<&str> = alternatives.iter().map(|l| l.as_str()).collect();
+        evidence = format!("{evidence}; the wire also allows: {}", names.join(", "));
+    }
+    let (effect, shown) = effect(case);
+    if matches!(effect, Effect::Ignored | Effect::Challenged) {
+        evidence = format!("{evidence}; the RST was {effect}: {shown}");
     }
     let sender = sender.unwrap_or(if case.rst.side == 0 {
         Sender::Client
@@ -708,6 +1064,8 @@ pub fn classify(case: &RstCase) -> Verdict {
         confidence,
         evidence,
         duplicate_of: None,
+        alternatives,
+        effect,
     }
 }
 

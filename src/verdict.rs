@@ -126,6 +126,38 @@ impl fmt::Display for Sender {
     }
 }
 
+/// Whether the receiver could accept the RST (RFC 793, RFC 5961), as the packets after it
+/// show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// exactly the next expected sequence number; the receiver went silent, or answers later
+    /// packets as a stack without the connection
+    Accepted,
+    /// outside the window: the receiver kept sending or retransmitting
+    Ignored,
+    /// in the window but not exact: answered by a challenge ACK
+    Challenged,
+    /// the capture ends before it shows
+    Unknown,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Accepted => "accepted",
+            Effect::Ignored => "ignored",
+            Effect::Challenged => "challenged",
+            Effect::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Confidence {
     High,
@@ -185,6 +217,9 @@ pub struct Verdict {
     pub confidence: Confidence,
     pub evidence: String,
     pub duplicate_of: Option<u64>,
+    /// the other labels the same wire evidence allows (a kernel's reason would decide)
+    pub alternatives: Vec<Label>,
+    pub effect: Effect,
 }
 
 impl Verdict {

@@ -19,6 +19,7 @@ import errno
 import os
 import random
 import select
+import signal
 import socket
 import struct
 import sys
@@ -504,6 +505,23 @@ def unread_data(run: Run) -> None:
     run.do(srv, "recvsome 5", "RECV 5")
     run.do(srv, "close", "CLOSED")
     run.do(cli, "waitreset 3", "CLOSED ECONNRESET")
+
+
+@scenario("unread-data-sigkill", "the server process is killed (SIGKILL) with the client's "
+          "10-byte request unread in its socket: the kernel closes it with RST+ACK (unread-data "
+          "with alternative linger-abort, kernel TCP_ABORT_ON_CLOSE)")
+def unread_data_sigkill(run: Run) -> None:
+    srv, cli = run.connected_pair()
+    run.do(cli, "send 10", "SENT")
+    time.sleep(0.05)  # the request is in the server's receive queue, acknowledged
+    run.log.append(f"{srv.name} <- SIGKILL")
+    srv.stop(signal.SIGKILL)
+    run.do(cli, "waitreset 3", "CLOSED ECONNRESET")
+
+
+@scenario("unread-data-sigkill-v6", "unread-data-sigkill over IPv6", v6=True)
+def unread_data_sigkill_v6(run: Run) -> None:
+    unread_data_sigkill(run)
 
 
 @scenario("data-after-close", "server closes (FIN) right after accept; the client reads the "

@@ -71,13 +71,13 @@ def test_rst_that_first_acknowledges_fresh_data_is_unread_data() -> None:
     assert (v.label, v.confidence) == ("unread-data", "high")
 
 
-def test_request_acked_but_never_answered_then_rst_is_low_confidence_unread_data() -> None:
+def test_request_acked_but_never_answered_then_rst_is_unread_data_or_linger_abort() -> None:
     c = handshake(Conversation())
     c.client("PA", seq=1001, ack=5001, length=10)
     c.server("A", seq=5001, ack=1011)
     c.server("RA", seq=5001, ack=1011)
     [v] = c.verdicts()
-    assert (v.label, v.confidence) == ("unread-data", "low")
+    assert (v.label, v.confidence, v.alternatives) == ("unread-data", "medium", ("linger-abort",))
     assert "SO_LINGER" in v.evidence
 
 

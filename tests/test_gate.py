@@ -83,6 +83,20 @@ def test_fail_on_limits_the_labels_that_count() -> None:
     assert labels_of(result.not_checked) == ["unread-data"]
 
 
+def test_fail_on_counts_a_rst_whose_alternative_is_listed() -> None:
+    ambiguous = replace(rst(Label.UNREAD_DATA, 1), alternatives=(Label.LINGER_ABORT,))
+    result = evaluate([report(ambiguous, rst(Label.UNREAD_DATA, 2))],
+                      Policy(fail_on=parse_labels("linger-abort")))
+    assert [v.frame for v in result.findings] == [1]
+
+
+def test_a_known_kernel_reason_closes_the_alternatives_for_the_gate() -> None:
+    settled = replace(rst(Label.UNREAD_DATA), alternatives=(Label.LINGER_ABORT,),
+                      kernel_reason="TCP_ABORT_ON_CLOSE")
+    result = evaluate([report(settled)], Policy(fail_on=parse_labels("linger-abort")))
+    assert result.findings == [] and settled.to_dict()["alternatives"] == []
+
+
 def test_max_allows_that_many_findings_and_fails_beyond() -> None:
     reports = [report(*(rst(Label.HALF_OPEN, n) for n in range(1, 4)))]
     assert evaluate(reports, Policy(max=3)).passed

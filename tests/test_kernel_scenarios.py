@@ -40,10 +40,14 @@ COMPATIBLE: dict[str, set[str]] = {
     "TCP_TIMEWAIT_SOCKET": {"data-after-close"},
     "TCP_KEEPALIVE_TIMEOUT": {"keepalive-timeout"},
 }
-# Scenario-specific ambiguity the wire cannot settle: a linger close right after reading a
-# request that got no reply looks exactly like unread data (the lead decides the label).
-EXTRA_COMPATIBLE: dict[str, dict[str, set[str]]] = {
-    "linger-noreply": {"TCP_STATE": {"unread-data"}},
+# The ambiguity the wire cannot settle is the verdict's own `alternatives`: a linger close right
+# after reading a request that got no reply (TCP_STATE) looks exactly like unread data, and the
+# verdict says unread-data with linger-abort as its alternative.
+
+# Whether each scenario's RSTs took effect: every receiver went silent (accepted), except the
+# closed-port RST the client's firewall dropped, after which the client retried its SYN.
+EFFECTS: dict[str, list[str]] = {
+    "closed-port-retry": ["ignored", "accepted"],
 }
 
 
@@ -137,17 +141,35 @@ def test_linger_zero_close_after_the_reply_is_linger_abort(runs: Runs) -> None:
     assert labels_and_senders(rst_verdicts(r.pcap)) == [("linger-abort", "server")]
 
 
-def test_linger_zero_close_of_an_unanswered_request_is_linger_abort_or_unread_data(
+def test_linger_zero_close_of_an_unanswered_request_is_unread_data_or_linger_abort(
         runs: Runs) -> None:
-    # the kernel says TCP_STATE (linger); the wire is that of unread data: either label
+    # the kernel says TCP_STATE (linger); the wire is that of unread data: the verdict names both
     r = runs["linger-noreply"]
     [v] = rst_verdicts(r.pcap)
-    assert (str(v.label), str(v.sender)) in {("linger-abort", "server"), ("unread-data", "server")}
+    assert (str(v.label), str(v.sender), str(v.confidence)) == ("unread-data", "server", "medium")
+    assert v.alternatives == ("linger-abort",)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_rst_takes_the_expected_effect(runs: Runs, name: str) -> None:
+    r = runs[name]
+    vs = rst_verdicts(r.pcap)
+    expected = EFFECTS.get(name, ["accepted"] * len(vs))
+    assert [str(v.effect) for v in vs] == expected
 
 
 def test_close_with_unread_request_bytes_is_unread_data(runs: Runs) -> None:
     r = runs["unread-data"]
     assert labels_and_senders(rst_verdicts(r.pcap)) == [("unread-data", "server")]
+
+
+@pytest.mark.parametrize("name", ["unread-data-sigkill", "unread-data-sigkill-v6"])
+def test_killed_process_with_an_unread_request_is_unread_data_or_linger_abort(
+        runs: Runs, name: str) -> None:
+    r = runs[name]
+    [v] = rst_verdicts(r.pcap)
+    assert (str(v.label), str(v.sender), v.alternatives, str(v.effect)) == (
+        "unread-data", "server", ("linger-abort",), "accepted")
 
 
 def test_data_after_the_servers_close_is_data_after_close(runs: Runs) -> None:
@@ -260,13 +282,13 @@ def test_every_kernel_rst_is_on_the_wire(runs: Runs, name: str) -> None:
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_kernel_reason_agrees_with_label(runs: Runs, name: str) -> None:
     r = runs[name]
-    extra = EXTRA_COMPATIBLE.get(name, {})
     for pcap, absent in _captures(r):
         by_frame = {v.frame: v for v in verdicts(pcap)}
         for k, seg in _paired(r, pcap, absent):
             v = by_frame.get(seg.frame)
             assert v is not None, f"{pcap.name} frame {seg.frame}: RST without a verdict"
-            allowed = COMPATIBLE.get(k.reason, set()) | extra.get(k.reason, set())
-            assert str(v.label) in allowed, (
+            allowed = COMPATIBLE.get(k.reason, set())
+            said = {str(v.label)} | {str(a) for a in v.alternatives}
+            assert said & allowed, (
                 f"{pcap.name} frame {seg.frame}: label {v.label} ({v.evidence}) but the kernel "
                 f"said {k.reason} in {k.state}, compatible with {sorted(allowed)}")

@@ -104,10 +104,47 @@ TRIPWIRE_COUNTS = {
 }
 
 
+# Whether each RST took effect, where the packets after it show something else than a receiver
+# that went silent: the censors' forgeries sit before the server's window (the server goes on),
+# the early forgery of rst-inject-rae reached a client that carried on with its handshake.
+EFFECTS: dict[str, dict[int, str]] = {
+    "censorship-detection__airtel_example.pcap": {10: "ignored", 20: "ignored", 38: "ignored"},
+    "censorship-detection__smtp.pcap": {18: "ignored", 22: "ignored"},
+    "zeek__rst-inject-rae.pcap": {2: "ignored", 7: "accepted", 9: "accepted"},
+    "chrissanders__tcp_refuseconnection.pcapng": {2: "accepted"},
+}
+
+# The labels the wire cannot separate: an abortive close and a close with data unread (unless
+# the RST is the first acknowledgement of the data).
+ALTERNATIVES = {"unread-data": ("linger-abort",), "linger-abort": ("unread-data",)}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_rst_gets_the_expected_label(name: str) -> None:
     report = analyze_file(str(public(name)))
     assert {v.frame: str(v.label) for v in report.verdicts} == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(EFFECTS))
+def test_rsts_take_the_expected_effect(name: str) -> None:
+    report = analyze_file(str(public(name)))
+    got = {v.frame: str(v.effect) for v in report.verdicts if v.frame in EFFECTS[name]}
+    assert got == EFFECTS[name]
+
+
+def test_ignored_forgeries_say_where_they_fell_against_the_window() -> None:
+    report = analyze_file(str(public("censorship-detection__airtel_example.pcap")))
+    assert "the RST was ignored: seq 1 is 75 before the server's window (it expects 76)" in \
+        report.verdicts[0].evidence
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_only_the_ambiguous_closes_carry_alternatives(name: str) -> None:
+    report = analyze_file(str(public(name)))
+    for v in report.verdicts:
+        # data the RST is the first to acknowledge settles it: unread-data, high, alone
+        expected = () if v.confidence == "high" else ALTERNATIVES.get(str(v.label), ())
+        assert v.alternatives == expected, (v.frame, v.evidence)
 
 
 def test_tripwire_censor_capture_counts_by_label() -> None:

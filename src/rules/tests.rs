@@ -9,6 +9,7 @@ use crate::flows::{FlowTracker, Segment};
 use crate::records::{Packet, PSH};
 
 mod conversations;
+mod expert;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
@@ -39,6 +40,8 @@ fn flag_bits(flags: &str) -> u8 {
             'F' => FIN,
             'R' => RST,
             'P' => PSH,
+            'U' => crate::records::URG,
+            '-' => 0,
             _ => panic!("flag {letter}"),
         }
     })
@@ -167,6 +170,27 @@ pub(super) fn check(lines: &[&str], expected: &[Expected]) {
 }
 
 use crate::verdict::addr_text;
+
+/// (label, sender, confidence, alternatives, effect) of each verdict, with its evidence.
+pub(super) fn judgements(lines: &[&str]) -> Vec<(String, String)> {
+    verdicts(lines)
+        .iter()
+        .map(|v| {
+            let alternatives: Vec<&str> = v.alternatives.iter().map(|l| l.as_str()).collect();
+            (
+                format!(
+                    "{} {} {} [{}] {}",
+                    v.label,
+                    v.sender,
+                    v.confidence,
+                    alternatives.join(" "),
+                    v.effect
+                ),
+                v.evidence.clone(),
+            )
+        })
+        .collect()
+}
 
 // --- cases built directly ----------------------------------------------------------------
 
@@ -477,6 +501,8 @@ fn overflow(frame: u64, ts: f64, port: u16) -> Verdict {
         confidence: Medium,
         evidence: "x".to_string(),
         duplicate_of: None,
+        alternatives: Vec::new(),
+        effect: Effect::Accepted,
     }
 }
 

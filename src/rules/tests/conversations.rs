@@ -43,7 +43,7 @@ fn each_retried_syn_to_a_closed_port_is_closed_port_again() {
                 client: r##"192.0.2.1:40000"##,
                 server: r##"198.51.100.7:8080"##,
                 duplicate_of: None,
-                evidence: r##"RST+ACK answers SYN #1 (ack = its seq + 1) 1.0 ms later; no SYN+ACK: nothing listens on that port"##,
+                evidence: r##"RST+ACK answers SYN #1 (ack = its seq + 1) 1.0 ms later; no SYN+ACK: nothing listens on that port; the RST was ignored: the client retransmitted after it (#3 S seq=0)"##,
             },
             Expected {
                 frame: 4,
@@ -178,7 +178,7 @@ fn rst_ack_at_next_seq_after_everything_was_acked_is_linger_abort() {
             client: r##"192.0.2.1:40000"##,
             server: r##"198.51.100.7:8080"##,
             duplicate_of: None,
-            evidence: r##"RST+ACK from the server with no FIN, at its next sequence number, everything it received already acknowledged: an abortive close (SO_LINGER {1,0} or abort())"##,
+            evidence: r##"RST+ACK from the server with no FIN, at its next sequence number, everything it received already acknowledged: an abortive close (SO_LINGER {1,0} or abort()), or a close with received data unread (the wire cannot tell them apart); the wire also allows: unread-data"##,
         }],
     );
 }
@@ -204,7 +204,7 @@ fn rst_ack_past_the_senders_next_seq_after_its_fin_is_low_confidence_linger_abor
             client: r##"192.0.2.1:40000"##,
             server: r##"198.51.100.7:8080"##,
             duplicate_of: None,
-            evidence: r##"RST+ACK from the server after its FIN #4, at its next sequence number, everything it received already acknowledged: an abortive close (SO_LINGER {1,0} or abort())"##,
+            evidence: r##"RST+ACK from the server after its FIN #4, at its next sequence number, everything it received already acknowledged: an abortive close (SO_LINGER {1,0} or abort()), or a close with received data unread (the wire cannot tell them apart); the wire also allows: unread-data"##,
         }],
     );
 }
@@ -235,7 +235,7 @@ fn rst_that_first_acknowledges_fresh_data_is_unread_data() {
 }
 
 #[test]
-fn request_acked_but_never_answered_then_rst_is_low_confidence_unread_data() {
+fn request_acked_but_never_answered_then_rst_is_medium_unread_data() {
     check(
         &[
             r##"c S seq=1000"##,
@@ -249,13 +249,13 @@ fn request_acked_but_never_answered_then_rst_is_low_confidence_unread_data() {
             frame: 6,
             label: r##"unread-data"##,
             sender: r##"server"##,
-            confidence: r##"low"##,
+            confidence: r##"medium"##,
             src: r##"198.51.100.7"##,
             dst: r##"192.0.2.1"##,
             client: r##"192.0.2.1:40000"##,
             server: r##"198.51.100.7:8080"##,
             duplicate_of: None,
-            evidence: r##"the request (#4, acknowledged) got no reply before the server's RST+ACK: closed with the request unread, or an SO_LINGER {1,0} close right after reading it (the wire cannot tell them apart)"##,
+            evidence: r##"the request (#4, acknowledged) got no reply before the server's RST+ACK: closed with the request unread, or an SO_LINGER {1,0} close right after reading it (the wire cannot tell them apart); the wire also allows: linger-abort"##,
         }],
     );
 }
@@ -280,7 +280,7 @@ fn rst_ack_answering_the_peers_fin_is_medium_unread_data() {
             client: r##"192.0.2.1:40000"##,
             server: r##"198.51.100.7:8080"##,
             duplicate_of: None,
-            evidence: r##"the peer's FIN arrived and was answered by RST+ACK instead of a FIN: the application closed with received data still unread"##,
+            evidence: r##"the peer's FIN arrived and was answered by RST+ACK instead of a FIN: the application closed with received data still unread, or with SO_LINGER {1,0} (the wire cannot tell them apart); the wire also allows: linger-abort"##,
         }],
     );
 }
@@ -555,7 +555,7 @@ fn bare_rst_after_rsts_forged_in_the_senders_name_is_half_open() {
                 client: r##"192.0.2.1:40000"##,
                 server: r##"198.51.100.7:8080"##,
                 duplicate_of: None,
-                evidence: r##"forged in the server's name: TTL 40 but the server's own packets have TTL 64"##,
+                evidence: r##"forged in the server's name: TTL 40 but the server's own packets have TTL 64; the RST was ignored: the client kept sending after it (#7 P. 10 B seq=11): the RST, at the expected sequence number, did not reach its stack"##,
             },
             Expected {
                 frame: 8,
