@@ -477,7 +477,7 @@ pub fn client_abort(case: &RstCase) -> Option<Judgement> {
             High,
             format!(
                 "the client answered the SYN+ACK #{} with a RST instead of completing the \
-                 handshake (half-open SYN scan, or a client that gave up)",
+                 handshake (a stealth SYN scan, or a client that gave up)",
                 prev.frame
             ),
         );

@@ -736,7 +736,7 @@ fn rst_from_the_syn_sender_answering_the_synack_is_client_abort() {
             client: r##"192.0.2.1:40000"##,
             server: r##"198.51.100.7:8080"##,
             duplicate_of: None,
-            evidence: r##"the client answered the SYN+ACK #2 with a RST instead of completing the handshake (half-open SYN scan, or a client that gave up)"##,
+            evidence: r##"the client answered the SYN+ACK #2 with a RST instead of completing the handshake (a stealth SYN scan, or a client that gave up)"##,
         }],
     );
 }
