@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
 from rstdiag.frames import read_frames
-from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, parse_line
+from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, confirmed, parse_line
 from rstdiag.labels import Confidence, Label
 from rstdiag.live import JsonlOutput, Status, TableOutput
 from rstdiag.livecapture import (
@@ -204,21 +204,56 @@ def test_matcher_keeps_bursts_in_order_and_skips_resets_a_firewall_dropped() -> 
     assert m.flush() == [] and m.unmatched_wire == 0
 
 
-def test_kernel_reasons_agree_with_their_labels_only() -> None:
-    from dataclasses import replace
+def _wire_verdict(label: Label, confidence: Confidence = Confidence.MEDIUM):  # type: ignore[no-untyped-def]
+    from rstdiag.labels import Endpoint, Sender, Verdict
 
-    v = analyze_file(str(PCAPS / "closed-port-v4.pcap")).verdicts[0] if (
-        PCAPS / "closed-port-v4.pcap").exists() else pytest.skip("pcaps/ not made")
-    assert agrees("NO_SOCKET", v) is True
-    assert agrees("TCP_STATE", v) is False
-    assert agrees("NOT_SPECIFIED", v) is None
-    linger = replace(v, label=Label.LINGER_ABORT)
-    assert agrees("TCP_STATE", linger) and agrees("TCP_ABORT_ON_LINGER", linger)
-    unread = replace(v, label=Label.UNREAD_DATA, confidence=Confidence.LOW)
-    assert agrees("TCP_STATE", unread)  # the wire cannot tell: low confidence does not clash
-    assert not agrees("TCP_STATE", replace(unread, confidence=Confidence.HIGH))
-    assert agrees("INVALID_SYN", replace(v, label=Label.ACCEPT_OVERFLOW))
-    assert agrees("TCP_KEEPALIVE_TIMEOUT", replace(v, label=Label.KEEPALIVE_TIMEOUT))
+    return Verdict(5, 100.0, "10.0.0.2", 80, "10.0.0.1", 40000, "R.",
+                   Endpoint("10.0.0.1", 40000), Endpoint("10.0.0.2", 80), Sender.SERVER, label,
+                   confidence, "RST+ACK at the server's next sequence number")
+
+
+@pytest.mark.parametrize(("reason", "wire", "label"), [
+    # the table of issue 13 / causes.md: the reason picks among what the wire allows
+    ("TCP_ABORT_ON_CLOSE", Label.LINGER_ABORT, Label.UNREAD_DATA),
+    ("TCP_ABORT_ON_CLOSE", Label.UNREAD_DATA, Label.UNREAD_DATA),
+    ("TCP_STATE", Label.UNREAD_DATA, Label.LINGER_ABORT),
+    ("TCP_STATE", Label.LINGER_ABORT, Label.LINGER_ABORT),
+    ("TCP_ABORT_ON_DATA", Label.DATA_AFTER_CLOSE, Label.DATA_AFTER_CLOSE),
+    ("TCP_TIMEWAIT_SOCKET", Label.DATA_AFTER_CLOSE, Label.DATA_AFTER_CLOSE),
+    ("TCP_KEEPALIVE_TIMEOUT", Label.KEEPALIVE_TIMEOUT, Label.KEEPALIVE_TIMEOUT),
+    ("INVALID_SYN", Label.ACCEPT_OVERFLOW, Label.ACCEPT_OVERFLOW),
+    ("TCP_FLAGS", Label.ACCEPT_OVERFLOW, Label.ACCEPT_OVERFLOW),
+    # NO_SOCKET: the flow's history decides among the labels it allows
+    ("NO_SOCKET", Label.CLOSED_PORT, Label.CLOSED_PORT),
+    ("NO_SOCKET", Label.HALF_OPEN, Label.HALF_OPEN),
+    ("NO_SOCKET", Label.DATA_AFTER_CLOSE, Label.DATA_AFTER_CLOSE),
+    ("NO_SOCKET", Label.FOLLOW_UP, Label.FOLLOW_UP),
+])
+def test_the_kernels_reason_selects_the_label_at_high_confidence_naming_itself(
+        reason: str, wire: Label, label: Label) -> None:
+    verdict, agreement = confirmed(_wire_verdict(wire, Confidence.LOW), reason, f"{reason} in X")
+    assert agreement is True
+    assert (verdict.label, verdict.confidence) == (label, Confidence.HIGH)
+    assert f"{reason} in X" in verdict.evidence and verdict.kernel_reason == f"{reason} in X"
+
+
+@pytest.mark.parametrize(("reason", "wire"), [
+    ("TCP_STATE", Label.CLOSED_PORT), ("NO_SOCKET", Label.LINGER_ABORT),
+    ("TCP_ABORT_ON_CLOSE", Label.HALF_OPEN), ("INVALID_SYN", Label.DATA_AFTER_CLOSE),
+    ("TCP_KEEPALIVE_TIMEOUT", Label.UNREAD_DATA),
+])
+def test_a_reason_that_excludes_the_wires_label_is_a_disagreement_shown_in_the_evidence(
+        reason: str, wire: Label) -> None:
+    verdict, agreement = confirmed(_wire_verdict(wire), reason, reason)
+    assert agreement is False and not agrees(reason, _wire_verdict(wire))
+    assert (verdict.label, verdict.confidence) == (wire, Confidence.MEDIUM)
+    assert f"kernel's reason {reason} excludes {wire}" in verdict.evidence
+
+
+def test_a_reason_that_names_no_label_is_only_shown() -> None:
+    verdict, agreement = confirmed(_wire_verdict(Label.HALF_OPEN), "NOT_SPECIFIED", "NOT_SPECIFIED")
+    assert agreement is None and agrees("NOT_SPECIFIED", verdict) is None
+    assert verdict == replace(_wire_verdict(Label.HALF_OPEN), kernel_reason="NOT_SPECIFIED")
 
 
 needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
@@ -642,12 +677,14 @@ def test_no_view_keeps_a_terminal_free_of_the_live_view(requires_netns: None,
     assert "0 RSTs in 0 TCP flows" in text  # the summary at the end, either way
 
 
-def test_rsts_per_second_match_the_final_verdicts_of_the_replay() -> None:
-    """What the closing timeline draws: every RST once, at its second, under its final label."""
+def test_timeline_points_are_the_final_verdicts_at_their_own_times() -> None:
+    """What the closing timeline draws: every RST once, at its time (not its whole second,
+    so that its buckets are those of `read`), under its final label."""
     out, pipe = replay(public("censorship-detection__tripwire-1597963966.pcap"))
     final = latest([d for d, _ in out])
-    expected = Counter((int(float(d["ts"])), Label(str(d["label"]))) for d in final.values())
-    assert +pipe.per_second == expected
+    expected = Counter((round(float(d["ts"]), 6), Label(str(d["label"]))) for d in final.values())
+    assert Counter({(round(ts, 6), label): n for (ts, label), n in pipe.points.items()}) == \
+        expected
 
 
 def test_table_output_ends_with_the_rst_timeline_under_the_summary() -> None:
