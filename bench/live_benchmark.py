@@ -74,20 +74,25 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICKS
 
 
-def wait_idle(pid: int, since: float, quiet: float = 1.0, limit: float = 600.0) -> float:
-    """Wait until the process's CPU time stops growing for `quiet` seconds; when it last grew."""
+def wait_idle(pid: int, since: float, quiet: float = 1.0, limit: float = 600.0
+              ) -> tuple[float, float]:
+    """Wait until the process's CPU time first grows and then stops growing for `quiet`
+    seconds: (when it started, when it last grew)."""
     last_cpu, last_busy = cpu_seconds(pid), time.monotonic()
+    started = False  # the replay may take a while to load before its first packet
     while time.monotonic() - since < limit:
         time.sleep(0.05)
         cpu = cpu_seconds(pid)
         now = time.monotonic()
         if cpu < 0:
-            return now
+            return since, now
         if cpu > last_cpu + 0.015:  # more than ~1 tick: still working
+            if not started:
+                since, started = now, True
             last_cpu, last_busy = cpu, now
-        elif now - last_busy >= quiet:
-            return last_busy
-    return time.monotonic()
+        elif started and now - last_busy >= quiet:
+            return since, last_busy
+    return since, time.monotonic()
 
 
 def replay(veth: Veth, pcap: Path, pps: int | None, loops: int) -> dict[str, float]:
@@ -103,9 +108,10 @@ def replay(veth: Veth, pcap: Path, pps: int | None, loops: int) -> dict[str, flo
 
 
 def rst_packets(pcap: Path) -> int:
-    """RST segments in the capture (tcpdump's count of `tcp[tcpflags] & tcp-rst != 0`)."""
-    out = sh("tcpdump", "-r", str(pcap), "-n", "-q", "tcp[tcpflags] & tcp-rst != 0")
-    return len(out.stdout.splitlines())
+    """RST segments in the capture, IPv4 and IPv6 (what `rstdiag read` judges)."""
+    from rstdiag.analysis import analyze_file
+
+    return len(analyze_file(str(pcap)).verdicts)
 
 
 def run_tool(veth: Veth, pcap: Path, pps: int | None, loops: int, tool: str, buffer_kib: int,
@@ -134,7 +140,7 @@ def run_tool(veth: Veth, pcap: Path, pps: int | None, loops: int, tool: str, buf
             sender = threading.Thread(target=lambda: result.setdefault(
                 "replay", replay(veth, pcap, pps, loops)))
             sender.start()
-            busy_until = wait_idle(proc.pid, start)
+            start, busy_until = wait_idle(proc.pid, start)
             sender.join()
         finally:
             proc.send_signal(signal.SIGINT)

@@ -131,6 +131,8 @@ class Pipeline:
         self._unsettled: deque[_Rst] = deque()  # no final verdict yet, oldest first
         self._settled: deque[_Rst] = deque()
         self._unmetered: deque[_Rst] = deque()  # final, waiting for the kernel's reason
+        self._unshown: deque[_Rst] = deque()  # discovered, no verdict shown yet
+        self._next_frame = 0  # the engine's provisional verdicts from this frame on are new
         self._last_sweep = clock()
 
     # -- packets ---------------------------------------------------------------------------
@@ -202,16 +204,28 @@ class Pipeline:
         return r
 
     def _discover(self) -> None:
-        """The RSTs still waiting for the packets after them, judged as they stand."""
-        for record in self.core.provisional():
-            r = self._arrived(self._verdict(record))
+        """The RSTs still waiting for the packets after them and not shown yet, judged as
+        they stand (the engine is asked only for those: the oldest unshown frame on)."""
+        since = self._unshown[0].frame if self._unshown else self._next_frame
+        for record in self.core.provisional(since):
+            verdict = self._verdict(record)
+            new = verdict.frame not in self._rsts
+            r = self._arrived(verdict)
+            if new:
+                self._unshown.append(r)
             if r.shown is None and not r.final:
-                r.base = self._verdict(record)
+                r.base = verdict
+            self._next_frame = max(self._next_frame, r.frame + 1)
 
     def _provisional(self, due: Callable[[_Rst], bool]) -> None:
-        for r in self._unsettled:
-            if r.shown is None and r.base is not None and not r.final and due(r):
+        """Show the provisional verdicts that are due, oldest first."""
+        while self._unshown:
+            r = self._unshown[0]
+            if r.shown is None and not r.final:
+                if r.base is None or not due(r):
+                    return
                 self._publish(r)
+            self._unshown.popleft()
 
     def _finals(self) -> None:
         for record in self.core.take():

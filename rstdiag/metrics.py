@@ -19,8 +19,10 @@ What is counted, and when:
 
 The endpoint (`MetricsEndpoint`) is one thread serving every client with non-blocking sockets:
 a slow or half-open client costs a socket, not a thread; at most MAX_CLIENTS are served at
-once (the rest wait in a listen backlog of BACKLOG), and a client that has not sent its
-request and taken its answer within CLIENT_TIMEOUT seconds is dropped. It binds before
+once (the rest wait in a listen backlog of BACKLOG), a client that has not sent its request
+and taken its answer within CLIENT_TIMEOUT seconds is dropped, and when all places are taken
+a new connection takes the place of the oldest one still silent: slow clients cannot keep a
+scrape out. It binds before
 rstdiag drops its privileges and serves after; the capture filter leaves its traffic out, so
 that rstdiag does not judge its own scrapes.
 """
@@ -96,9 +98,12 @@ class MetricsEndpoint:
     module's docstring). Bind with the constructor (OSError when the address cannot be
     bound), serve with `start`, stop with `close`."""
 
-    def __init__(self, metrics: LiveMetrics, addr: str, port: int) -> None:
+    def __init__(self, metrics: LiveMetrics, addr: str, port: int, *,
+                 timeout: float = CLIENT_TIMEOUT, max_clients: int = MAX_CLIENTS) -> None:
         self.metrics = metrics
         self.addr = addr
+        self.timeout = timeout
+        self.max_clients = max_clients
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -147,11 +152,13 @@ class MetricsEndpoint:
         listening = False
         try:
             while not self._stop.is_set():
-                if len(clients) < MAX_CLIENTS and not listening:
+                room = len(clients) < self.max_clients or any(
+                    c.answer is None for c in clients.values())
+                if room and not listening:
                     sel.register(self._sock, selectors.EVENT_READ)
                     listening = True
-                elif len(clients) >= MAX_CLIENTS and listening:
-                    sel.unregister(self._sock)  # the rest wait in the backlog
+                elif not room and listening:
+                    sel.unregister(self._sock)  # all answering: the rest wait in the backlog
                     listening = False
                 for key, _ in sel.select(timeout=0.25):
                     if key.fileobj is self._sock:
@@ -169,7 +176,12 @@ class MetricsEndpoint:
             sel.close()
 
     def _accept(self, sel: selectors.BaseSelector, clients: dict[int, _Client]) -> None:
-        while len(clients) < MAX_CLIENTS:
+        for _ in range(self.max_clients):
+            if len(clients) >= self.max_clients:
+                silent = [c for c in clients.values() if c.answer is None]
+                if not silent:
+                    return
+                self._drop(sel, clients, min(silent, key=lambda c: c.deadline))
             try:
                 sock, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -177,7 +189,7 @@ class MetricsEndpoint:
             except OSError:  # ECONNABORTED, EMFILE: try again on the next round
                 return
             sock.setblocking(False)
-            client = _Client(sock, time.monotonic() + CLIENT_TIMEOUT)
+            client = _Client(sock, time.monotonic() + self.timeout)
             clients[sock.fileno()] = client
             sel.register(sock, selectors.EVENT_READ)
 

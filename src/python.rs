@@ -379,9 +379,11 @@ impl Analysis {
         verdict_list(py, &verdicts)
     }
 
-    /// The RSTs still waiting for the packets after them, judged as they stand.
-    fn provisional<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let verdicts = guarded(|| self.engine.provisional()).unwrap_or_default();
+    /// The RSTs still waiting for the packets after them, judged as they stand (those of
+    /// frame `from_frame` on).
+    #[pyo3(signature = (from_frame=0))]
+    fn provisional<'py>(&self, py: Python<'py>, from_frame: u64) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = guarded(|| self.engine.provisional_from(from_frame)).unwrap_or_default();
         verdict_list(py, &verdicts)
     }
 
@@ -683,9 +685,11 @@ impl LiveSession {
         verdict_list(py, &verdicts)
     }
 
-    /// The RSTs still waiting for the packets after them, judged as they stand.
-    fn provisional<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let verdicts = self.with_state(py, |st| st.engine.provisional())?;
+    /// The RSTs still waiting for the packets after them, judged as they stand (those of
+    /// frame `from_frame` on).
+    #[pyo3(signature = (from_frame=0))]
+    fn provisional<'py>(&self, py: Python<'py>, from_frame: u64) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = self.with_state(py, |st| st.engine.provisional_from(from_frame))?;
         verdict_list(py, &verdicts)
     }
 
