@@ -21,8 +21,8 @@ The endpoint (`MetricsEndpoint`) is one thread serving every client with non-blo
 a slow or half-open client costs a socket, not a thread; at most MAX_CLIENTS are served at
 once (the rest wait in a listen backlog of BACKLOG), a client that has not sent its request
 and taken its answer within CLIENT_TIMEOUT seconds is dropped, and when all places are taken
-a new connection takes the place of the oldest one still silent: slow clients cannot keep a
-scrape out. It binds before
+a new connection takes the place of the oldest one silent for EVICT_AFTER seconds: slow
+clients cannot keep a scrape out. It binds before
 rstdiag drops its privileges and serves after; the capture filter leaves its traffic out, so
 that rstdiag does not judge its own scrapes.
 """
@@ -47,6 +47,7 @@ BACKLOG = 128  # connections the kernel queues while MAX_CLIENTS are served
 MAX_CLIENTS = 64  # served at once, each a socket and a few kilobytes
 CLIENT_TIMEOUT = 5.0  # seconds for a client to send its request and take the answer
 MAX_REQUEST = 8192  # bytes of request line and headers
+EVICT_AFTER = 1.0  # seconds a silent client keeps its place when others wait
 AGREEMENT_VALUES = ("yes", "no", "no_opinion")
 
 
@@ -82,6 +83,7 @@ class Totals:
 class _Client:
     sock: socket.socket
     deadline: float
+    since: float
     request: bytearray = field(default_factory=bytearray)
     answer: memoryview | None = None
 
@@ -152,8 +154,7 @@ class MetricsEndpoint:
         listening = False
         try:
             while not self._stop.is_set():
-                room = len(clients) < self.max_clients or any(
-                    c.answer is None for c in clients.values())
+                room = len(clients) < self.max_clients or self._evictable(clients) is not None
                 if room and not listening:
                     sel.register(self._sock, selectors.EVENT_READ)
                     listening = True
@@ -178,10 +179,10 @@ class MetricsEndpoint:
     def _accept(self, sel: selectors.BaseSelector, clients: dict[int, _Client]) -> None:
         for _ in range(self.max_clients):
             if len(clients) >= self.max_clients:
-                silent = [c for c in clients.values() if c.answer is None]
-                if not silent:
+                silent = self._evictable(clients)
+                if silent is None:
                     return
-                self._drop(sel, clients, min(silent, key=lambda c: c.deadline))
+                self._drop(sel, clients, silent)
             try:
                 sock, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -189,9 +190,17 @@ class MetricsEndpoint:
             except OSError:  # ECONNABORTED, EMFILE: try again on the next round
                 return
             sock.setblocking(False)
-            client = _Client(sock, time.monotonic() + self.timeout)
+            now = time.monotonic()
+            client = _Client(sock, now + self.timeout, now)
             clients[sock.fileno()] = client
             sel.register(sock, selectors.EVENT_READ)
+
+    @staticmethod
+    def _evictable(clients: dict[int, _Client]) -> _Client | None:
+        """The oldest client silent (no whole request yet) for EVICT_AFTER seconds."""
+        limit = time.monotonic() - EVICT_AFTER
+        silent = [c for c in clients.values() if c.answer is None and c.since <= limit]
+        return min(silent, key=lambda c: c.since) if silent else None
 
     def _step(self, sel: selectors.BaseSelector, client: _Client) -> bool:
         """Read the request or write the answer; False when the connection is done."""

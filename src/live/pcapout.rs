@@ -3,11 +3,12 @@
 //! Records are collected in memory and written whole by `flush` (a few times a second, and
 //! whenever a megabyte waits), so the file is a valid capture at every moment: a kill loses
 //! at most the last flush's records, never leaves half a record. When a write fails (disk
-//! full), the file is cut back to its last whole record and the writer stops: the error is
-//! kept for the caller, which stops the capture with its summary.
+//! full), the records that still fit are written one by one, the file is cut back to its
+//! last whole record, and the writer stops: the error is kept for the caller, which stops
+//! the capture with its summary.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 
 const NANO_MAGIC: u32 = 0xA1B2_3C4D;
 const FLUSH_BYTES: usize = 1 << 20;
@@ -78,10 +79,31 @@ impl PcapOut {
             Ok(()) => self.committed += self.buf.len() as u64,
             Err(err) => {
                 let _ = self.file.set_len(self.committed);
+                self.salvage();
                 self.failed = Some(io_text(&err));
             }
         }
         self.buf.clear();
+    }
+
+    /// After a failed write: as many of the waiting records as still fit, one at a time,
+    /// the file cut back after the last whole one.
+    fn salvage(&mut self) {
+        let _ = self.file.seek(SeekFrom::Start(self.committed));
+        let mut at = 0usize;
+        while let Some(caplen) = self.buf.get(at + 8..at + 12) {
+            let caplen = u32::from_ne_bytes([caplen[0], caplen[1], caplen[2], caplen[3]]);
+            let end = at + 16 + caplen as usize;
+            let Some(record) = self.buf.get(at..end) else {
+                break;
+            };
+            if self.file.write_all(record).is_err() {
+                let _ = self.file.set_len(self.committed);
+                break;
+            }
+            self.committed += record.len() as u64;
+            at = end;
+        }
     }
 
     pub fn error(&self) -> Option<&str> {
