@@ -613,6 +613,8 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
                 tracer.start_reading()
             if metrics is not None:
                 metrics.start()
+            if metrics is not None:
+                print(f"rstdiag: metrics on {metrics.url}", file=env.stderr, flush=True)
             print(f"rstdiag: listening on {iface.name}, link-type {iface.linktype_name}, "
                   f"snapshot length {snaplen} bytes, filter {expression!r}, "
                   f"{capture.ring_bytes >> 20} MiB ring", file=env.stderr, flush=True)
@@ -621,8 +623,6 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
             if tracer is not None:
                 print(f"rstdiag: kernel reasons from {tracer.path}", file=env.stderr,
                       flush=True)
-            if metrics is not None:
-                print(f"rstdiag: metrics on {metrics.url}", file=env.stderr, flush=True)
             session = _Session(env, opts, iface.name, iface.linktype, capture, core, tracer,
                                host=host, log=log, metrics=metrics.metrics if metrics else None)
             return session.run()

@@ -36,7 +36,14 @@ from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
 from rstdiag.frames import read_frames
-from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, confirmed, parse_line
+from rstdiag.kernel_reasons import (
+    SELECTS,
+    KernelReset,
+    ReasonMatcher,
+    agrees,
+    confirmed,
+    parse_line,
+)
 from rstdiag.labels import Confidence, Label
 from rstdiag.live import JsonlOutput, Status, TableOutput
 from rstdiag.livecapture import (
@@ -559,6 +566,8 @@ def test_kernel_reasons_agree_with_live_verdicts(live_runs: LiveRuns, name: str)
     for v in with_reason:
         reason = str(v["kernel_reason"]).split()[0]
         assert agrees(reason, _verdict(v)), v
+        if reason in SELECTS:  # the reason decided: high confidence, and it says so
+            assert v["confidence"] == "high" and str(v["kernel_reason"]) in str(v["evidence"])
     if name in KERNEL_REASON:
         assert KERNEL_REASON[name] in {str(v["kernel_reason"]).split()[0] for v in with_reason}
     if r.forged_from is not None:  # the path's forgeries: no kernel sent them
@@ -566,6 +575,29 @@ def test_kernel_reasons_agree_with_live_verdicts(live_runs: LiveRuns, name: str)
         assert forged and all("kernel_reason" not in v for v in forged)
     instance = next(line.rsplit(" ", 1)[1] for line in r.stderr if "kernel reasons from" in line)
     assert not Path(instance).exists(), "the tracing instance is left behind"
+
+
+# the label the kernel's reason selects for the scenario's own RST (issue 13's table)
+KERNEL_LABEL = {"linger-abort": ("TCP_STATE", "linger-abort"),
+                "unread-data": ("TCP_ABORT_ON_CLOSE", "unread-data"),
+                "data-after-close": ("TCP_TIMEWAIT_SOCKET", "data-after-close"),
+                "keepalive-timeout": ("TCP_KEEPALIVE_TIMEOUT", "keepalive-timeout"),
+                "accept-overflow": ("INVALID_SYN", "accept-overflow"),
+                "closed-port-v4": ("NO_SOCKET", "closed-port")}
+
+
+@netns
+@pytest.mark.parametrize("name", sorted(KERNEL_LABEL))
+def test_live_labels_each_rst_this_host_sends_as_the_kernels_reason_says(
+        live_runs: LiveRuns, name: str) -> None:
+    if not live_runs.kernel:
+        pytest.skip(f"tcp:tcp_send_reset not readable: {tracing_unavailable()}")
+    reason, label = KERNEL_LABEL[name]
+    decided = [v for v in live_runs[name].verdicts.values()
+               if str(v.get("kernel_reason", "")).split(" ")[0] == reason]
+    assert decided, live_runs[name].verdicts
+    assert {v["label"] for v in decided} == {label}
+    assert {v["confidence"] for v in decided} == {"high"}
 
 
 def _verdict(d: dict[str, object]):  # type: ignore[no-untyped-def]
