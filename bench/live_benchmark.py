@@ -13,7 +13,8 @@ other end, one at a time so that they do not share the CPU: `rstdiag live --form
 /dev/null` (every packet also written, as -w does) and `tcpdump -w /dev/null`. For each:
 packets seen, dropped by the kernel (PACKET_STATISTICS, as each tool reports it), RSTs judged
 against the RST packets replayed (rstdiag), and packets/s: packets seen over the time from the
-replay's start to the tool's last busy moment (its CPU time stops growing).
+replay's first packet to the tool's last busy moment (its CPU time stops growing), and that
+lag after the replay's last packet.
 """
 
 from __future__ import annotations
@@ -74,25 +75,22 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICKS
 
 
-def wait_idle(pid: int, since: float, quiet: float = 1.0, limit: float = 600.0
-              ) -> tuple[float, float]:
-    """Wait until the process's CPU time first grows and then stops growing for `quiet`
-    seconds: (when it started, when it last grew)."""
-    last_cpu, last_busy = cpu_seconds(pid), time.monotonic()
-    started = False  # the replay may take a while to load before its first packet
-    while time.monotonic() - since < limit:
-        time.sleep(0.05)
-        cpu = cpu_seconds(pid)
-        now = time.monotonic()
+def settle(pid: int, quiet: float = 1.0, limit: float = 600.0) -> float:
+    """Wait until the process has been nearly idle (under 10% of a CPU: a live tool's ticks)
+    for `quiet` seconds; when it was last busy (the tool is done with what it was sent)."""
+    start = last_busy = time.monotonic()
+    last_cpu = cpu_seconds(pid)
+    while time.monotonic() - start < limit:
+        time.sleep(0.25)
+        cpu, now = cpu_seconds(pid), time.monotonic()
         if cpu < 0:
-            return since, now
-        if cpu > last_cpu + 0.015:  # more than ~1 tick: still working
-            if not started:
-                since, started = now, True
-            last_cpu, last_busy = cpu, now
-        elif started and now - last_busy >= quiet:
-            return since, last_busy
-    return since, time.monotonic()
+            return now
+        if cpu - last_cpu > 0.025:
+            last_busy = now
+        last_cpu = cpu
+        if now - last_busy >= quiet:
+            return last_busy
+    return time.monotonic()
 
 
 def replay(veth: Veth, pcap: Path, pps: int | None, loops: int) -> dict[str, float]:
@@ -135,13 +133,17 @@ def run_tool(veth: Veth, pcap: Path, pps: int | None, loops: int, tool: str, buf
                     raise SystemExit(f"{tool} did not start: {err_path.read_text()}")
                 time.sleep(0.05)
             time.sleep(0.3)
-            start = time.monotonic()
             result: dict[str, dict[str, float]] = {}
-            sender = threading.Thread(target=lambda: result.setdefault(
-                "replay", replay(veth, pcap, pps, loops)))
+            ended: list[float] = []
+
+            def send() -> None:
+                result["replay"] = replay(veth, pcap, pps, loops)
+                ended.append(time.monotonic())
+
+            sender = threading.Thread(target=send)
             sender.start()
-            start, busy_until = wait_idle(proc.pid, start)
             sender.join()
+            busy_until = settle(proc.pid)
         finally:
             proc.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -160,9 +162,13 @@ def run_tool(veth: Veth, pcap: Path, pps: int | None, loops: int, tool: str, buf
         d = re.search(r"(\d+) packets dropped by kernel", stderr)
         seen, dropped = (int(m[1]) if m else 0), (int(d[1]) if d else 0)
         extra = {}
-    elapsed = max(busy_until - start, 1e-6)
+    # the replay's own time (from its first packet to its last, preloading aside), and how
+    # long after its last packet the tool was still busy with the backlog
+    sending = float(result.get("replay", {}).get("seconds", 0.0)) or 1e-6
+    lag = max(busy_until - ended[0], 0.0) if ended else 0.0
     return {"tool": tool, "replay": result.get("replay", {}), "seen": seen, "dropped": dropped,
-            "seconds": round(elapsed, 2), "pps": round(seen / elapsed), **extra}
+            "seconds": round(sending + lag, 2), "lag": round(lag, 2),
+            "pps": round(seen / (sending + lag)), **extra}
 
 
 def main() -> None:
@@ -214,7 +220,8 @@ def main() -> None:
                 print(f"{str(r['rate']):>10}  {tool:8} sent {rp.get('sent', 0):>8} at "  # type: ignore[union-attr]
                       f"{rp.get('pps', 0):>9,.0f} pps in {rp.get('seconds', 0):.1f} s; seen "  # type: ignore[union-attr]
                       f"{r['seen']:>8}, dropped {r['dropped']:>8}; {r['pps']:>9,} packets/s "
-                      f"over {r['seconds']} s{judged}", flush=True)
+                      f"over {r['seconds']} s (done {r['lag']} s after the replay){judged}",
+                      flush=True)
     shutil.rmtree(outdir, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))
