@@ -204,10 +204,9 @@ class Pipeline:
         return r
 
     def _discover(self) -> None:
-        """The RSTs still waiting for the packets after them and not shown yet, judged as
-        they stand (the engine is asked only for those: the oldest unshown frame on)."""
-        since = self._unshown[0].frame if self._unshown else self._next_frame
-        for record in self.core.provisional(since):
+        """The RSTs new since the last tick, judged as they stand: their provisional verdict
+        (the engine is asked for those only; the final verdict updates it if it differs)."""
+        for record in self.core.provisional(self._next_frame):
             verdict = self._verdict(record)
             new = verdict.frame not in self._rsts
             r = self._arrived(verdict)
