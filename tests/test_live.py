@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 from corpus import public
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from livereplay import latest, replay
 from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
@@ -732,3 +734,41 @@ def test_table_output_ends_with_the_rst_timeline_under_the_summary() -> None:
     assert [row.split()[:2] for row in rows] == [["all", "3"], ["closed-port", "2"],
                                                  ["half-open", "1"]]
     assert "peak 00:16:39, 2 RSTs" in rows[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(evidence=st.text(), reason=st.text(), addr=st.text(max_size=40))
+def test_the_live_view_shows_capture_text_as_data_never_markup_or_escapes(
+        evidence: str, reason: str, addr: str) -> None:
+    """Whatever a capture puts into a verdict (a RST's payload in the evidence, addresses,
+    the kernel's reason), the table view neither fails nor passes an escape sequence on."""
+    from rstdiag.labels import Endpoint, Sender, Verdict
+
+    v = Verdict(7, 1e9, addr, 80, "fe80::1", 40000, "R.", Endpoint("fe80::1", 40000),
+                Endpoint(addr, 80), Sender.SERVER, Label.HALF_OPEN, Confidence.LOW, evidence,
+                kernel_reason=reason)
+    out = io.StringIO()
+    table = TableOutput(out, color=False, interactive=False, kernel_reasons=True)
+    table.verdict(v, False)
+    status = Status(addr, packets=1, rsts=1, counts={"half-open": 1},
+                    timeline=[(1e9, Label.HALF_OPEN, 1)], first_ts=1e9, last_ts=1e9)
+    table.console.print(table._render(status))
+    table.end(status, {})
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x9b" not in text and "\x00" not in text
+
+
+def test_the_live_view_prints_markup_in_a_rsts_text_and_ipv6_addresses_literally() -> None:
+    from rstdiag.labels import Endpoint, Sender, Verdict
+
+    evidence = "RST carries '[/] [link=file:///etc/passwd]y[/link] \x1b]8;;x\x07'"
+    v = Verdict(7, 1e9, "fe80::2", 80, "fe80::1", 40000, "R.", Endpoint("fe80::1", 40000),
+                Endpoint("fe80::2", 80), Sender.SERVER, Label.HALF_OPEN, Confidence.LOW,
+                evidence)
+    out = io.StringIO()
+    table = TableOutput(out, color=False, interactive=False, kernel_reasons=False)
+    table.verdict(v, False)
+    table.end(Status("eth0", rsts=1, counts={"half-open": 1}), {})
+    text = out.getvalue()
+    assert "[fe80::1]:40000 -> [fe80::2]:80" in text
+    assert "[/] [link=file:///etc/passwd]y[/link] \\x1b]8;;x\\x07" in text
