@@ -314,3 +314,14 @@ def test_runs_in_other_pid_namespaces_never_touch_a_live_runs_instance(
     assert _wait_gone(instance)
     assert not any(p.name.startswith("rstdiag-") and p.name == instance.name
                    for p in (TRACEFS / "instances").iterdir())
+
+
+def test_a_z_user_that_does_not_exist_is_one_error_line_and_status_2(
+        lo_namespace: str) -> None:
+    out = subprocess.run(["ip", "netns", "exec", lo_namespace, *RSTDIAG, "live", "-i", "lo",
+                          "--duration", "1", "-Z", "no-such-user-rstdiag"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if "error" in line]
+    assert errors == ["rstdiag: error: -Z no-such-user-rstdiag: no such user (-Z root keeps "
+                      "root)"], out.stderr
