@@ -37,7 +37,6 @@ from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
-from rstdiag.frames import read_frames
 from rstdiag.kernel_reasons import (
     SELECTS,
     KernelReset,
@@ -54,7 +53,6 @@ from rstdiag.livecapture import (
     filter_expression,
     skip_outgoing_loopback,
 )
-from rstdiag.pcapwriter import PcapWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
@@ -128,30 +126,6 @@ def test_jsonl_output_marks_updates_and_ends_with_a_summary_line(tmp_path: Path)
 
 
 # =============================================================================== parts
-
-def test_pcap_writer_output_is_readable_at_every_flush_and_after_close(tmp_path: Path) -> None:
-    src = PCAPS / "linger-abort.pcap"
-    if not src.exists():
-        pytest.skip("pcaps/ not made (tools/make_pcaps.py)")
-    frames = list(read_frames(str(src)))
-    out = tmp_path / "w.pcap"
-    writer = PcapWriter(str(out), frames[0].linktype, 262144)
-    assert out.stat().st_size == 24  # the header is there at once
-    for raw in frames[:5]:
-        sec = int(raw.ts)
-        writer.write(sec, round((raw.ts - sec) * 1e9), raw.data, raw.wirelen)
-    writer.flush()  # as the live loop does a few times a second; a kill now loses nothing
-    assert analyze_file(str(out)).frames == 5
-    for raw in frames[5:]:
-        sec = int(raw.ts)
-        writer.write(sec, round((raw.ts - sec) * 1e9), raw.data, raw.wirelen)
-    writer.close()
-    copy = list(read_frames(str(out)))
-    assert [(r.data, r.wirelen) for r in copy] == [(r.data, r.wirelen) for r in frames]
-    assert all(abs(a.ts - b.ts) < 1e-6 for a, b in zip(copy, frames, strict=True))
-    assert [v.label for v in analyze_file(str(out)).verdicts] == [
-        v.label for v in analyze_file(str(src)).verdicts]
-
 
 TRACE_LINES = [
     "          <idle>-0       [001] ..s2.  4242.000100: tcp_send_reset: skbaddr=0000 skaddr=0000 "

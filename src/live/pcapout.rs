@@ -132,4 +132,62 @@ mod tests {
         assert_eq!(&bytes[40..], b"abc");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_file_flushed_at_any_point_reads_back_to_its_last_record() {
+        let dir = std::env::temp_dir().join(format!("rstdiag-pcapread-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("w.pcap");
+        let name = path.to_str().expect("utf-8 path");
+        let mut out = PcapOut::create(name, 1, 262144).expect("create");
+        let frames = |path: &std::path::Path| {
+            let file = std::fs::File::open(path).expect("open");
+            let mut reader = crate::capture::CaptureReader::new(file, "w.pcap").expect("pcap");
+            let mut n = 0;
+            while let Some(raw) = reader.next_frame().expect("whole records") {
+                assert_eq!(raw.data.len(), 60);
+                n += 1;
+            }
+            n
+        };
+        for i in 0..5u32 {
+            out.write(i, 0, &[0u8; 14], &[1u8; 46], 60);
+        }
+        out.flush(); // as the live loop does a few times a second: a kill now loses nothing
+        assert_eq!(frames(&path), 5);
+        for i in 0..3u32 {
+            out.write(i, 0, &[], &[2u8; 60], 60);
+        }
+        assert_eq!(frames(&path), 5, "records wait for the next flush");
+        out.flush();
+        assert_eq!((frames(&path), out.records), (8, 8));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_device_is_one_error_and_every_later_write_is_ignored() {
+        let created = PcapOut::create("/dev/full", 1, 262144);
+        assert_eq!(
+            created.err().map(|e| io_text(&e)).as_deref(),
+            Some("No space left on device")
+        );
+        // a file whose header went in, on a disk that is full by the first flush
+        let file = File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let mut out = PcapOut {
+            file,
+            buf: Vec::new(),
+            committed: 24,
+            records: 0,
+            failed: None,
+        };
+        out.write(1, 0, &[], &[0u8; 60], 60);
+        out.flush();
+        assert_eq!(out.error(), Some("No space left on device"));
+        out.write(2, 0, &[], &[0u8; 60], 60);
+        assert!(out.buf.is_empty(), "nothing more is collected");
+        assert_eq!(out.records, 1);
+    }
 }
