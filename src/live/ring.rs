@@ -59,33 +59,18 @@ impl Ring {
             .checked_mul(blocks)
             .filter(|&len| len > 0 && block_size >= 64)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad ring geometry"))?;
-        // SAFETY: a fresh shared mapping of the socket's ring; the kernel checks that `len`
-        // matches the ring it allocated, and the result is checked before use.
+        // SAFETY: a fresh shared mapping of the socket's ring (its pages are the kernel's,
+        // never swapped); the kernel checks that `len` matches the ring it allocated, and the
+        // result is checked before use.
         let addr = unsafe {
             libc::mmap(
                 ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_NORESERVE,
+                libc::MAP_SHARED,
                 fd,
                 0,
             )
-        };
-        let addr = if addr == libc::MAP_FAILED {
-            // MAP_LOCKED may exceed RLIMIT_MEMLOCK: map without it
-            // SAFETY: as above.
-            unsafe {
-                libc::mmap(
-                    ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd,
-                    0,
-                )
-            }
-        } else {
-            addr
         };
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
