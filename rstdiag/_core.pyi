@@ -38,8 +38,9 @@ class Analysis:
         """One frame of a live capture (numbered by the caller, from 1)."""
     def take(self) -> list[VerdictTuple]:
         """The verdicts that became final, in frame order; each is returned once."""
-    def provisional(self) -> list[VerdictTuple]:
-        """The RSTs still collecting the packets after them, judged as they stand."""
+    def provisional(self, from_frame: int = 0) -> list[VerdictTuple]:
+        """The RSTs still collecting the packets after them (those of frame `from_frame` on),
+        judged as they stand."""
     def sweep_at(self, now: float) -> None:
         """Let capture time reach `now` without a packet (a live capture's clock)."""
     def finish(self, complete: bool = True) -> None:
@@ -52,6 +53,32 @@ class Analysis:
     def watch(self, a: tuple[str, int], b: tuple[str, int]) -> None:
         """Keep the packets of the flow between endpoints a and b as they pass."""
     def take_watched(self) -> list[PacketTuple]: ...
+
+class LiveSession:
+    """A live capture: the ring of an AF_PACKET socket (set up by rstdiag.livecapture) read
+    by a thread of the engine's own, which numbers the frames, writes the -w file and feeds
+    the engine; the caller ticks. Linux only."""
+
+    def __init__(self, fd: int, block_size: int, blocks: int, linktype: int, cooked: bool,
+                 interface: str, *, max_flows: int | None = None, count: int | None = None,
+                 write: str | None = None, write_snaplen: int = 262144) -> None:
+        """Map the ring (OSError: it cannot be mapped, or `write` cannot be created)."""
+    def start(self) -> None:
+        """Start reading the ring (after privileges are dropped)."""
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the capture thread to stop; whether it has."""
+    def stop(self) -> None:
+        """Stop the capture thread; the -w file flushed."""
+    def flush(self) -> None:
+        """Write the -w file's waiting records (a failure stops the capture)."""
+    def status(self) -> tuple[int, float | None, float, bool, str, str]:
+        """(frames, first packet time, last packet time, ring idle, why it stopped: "",
+        "asked", "count", "capture-error", "write-error" or "panic", and its text)."""
+    def take(self) -> list[VerdictTuple]: ...
+    def provisional(self, from_frame: int = 0) -> list[VerdictTuple]: ...
+    def sweep_at(self, now: float) -> None: ...
+    def finish(self, complete: bool = True) -> None: ...
+    def counters(self) -> tuple[int, int, int]: ...
 
 def engine_version() -> str: ...
 

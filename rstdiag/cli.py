@@ -459,8 +459,10 @@ class _progress:
 LIVE_EXIT_STATUS_HELP = (
     "Exit status: 0 stopped by -c or --duration, 2 cannot capture (no such interface, "
     "interface down, no privilege, bad filter, no tracefs for --kernel-reasons), cannot serve "
-    "metrics (--metrics-port in use) or cannot write the --log file, 130 stopped by Ctrl-C or "
-    "SIGTERM (the summary is printed in every case)."
+    "metrics (--metrics-port in use), cannot write the --log file, no such -Z user, or the "
+    "-w file could not be written any more (disk full: the capture stops there, the file "
+    "ends at its last whole packet), 130 stopped by Ctrl-C or SIGTERM (the summary is "
+    "printed in every case)."
 )
 
 
@@ -517,8 +519,8 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Serve Prometheus metrics on http://ADDR:PORT/metrics (9465 is rstdiag's "
               "usual port; 0: any free port, printed on stderr).")
 @click.option("--metrics-addr", default=None, metavar="ADDR",
-              help="Address the metrics endpoint listens on (default 0.0.0.0: every IPv4 "
-              "address, for a Prometheus elsewhere; 127.0.0.1 keeps it local, :: for IPv6).")
+              help="Address the metrics endpoint listens on (default 127.0.0.1: this host "
+              "only; 0.0.0.0 for a Prometheus elsewhere, :: for IPv6).")
 @click.option("--metrics-max-ports", type=click.IntRange(min=1), default=None, metavar="N",
               help="Server ports with series of their own in rstdiag_rsts_total (default 32: "
               "the first N seen); RSTs on later ports count under port=\"other\".")
@@ -530,12 +532,16 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               "G; default 10M): FILE becomes FILE.1, and so on.")
 @click.option("--log-backups", type=click.IntRange(min=1), default=None, metavar="N",
               help="Rotated --log files kept, FILE.1 (newest) to FILE.N (default 5).")
+@click.option("-Z", "--relinquish-privileges", "user", default=None, metavar="USER",
+              help="Once the capture (and tracing, metrics, files) are open, run as USER "
+              "without capabilities, with no_new_privs, as tcpdump -Z (root's default: the "
+              "user who ran sudo, else nobody; -Z root keeps root).")
 def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: int | None,
          duration: float | None, write: str | None, snaplen: int | None, buffer_kib: int,
          no_promisc: bool, fmt: str | None, color: bool | None, kernel_reasons: bool,
          max_flows: int | None, no_view: bool, metrics_port: int | None,
          metrics_addr: str | None, metrics_max_ports: int | None, log: str | None,
-         log_max_bytes: int | None, log_backups: int | None) -> None:
+         log_max_bytes: int | None, log_backups: int | None, user: str | None) -> None:
     """Capture on IFACE and explain every TCP RST as it happens (Linux; root or
     CAP_NET_RAW). Ctrl-C stops and prints the summary.
 
@@ -560,7 +566,7 @@ def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: in
                        count=count, duration=duration, write=write, snaplen=snaplen,
                        buffer_kib=buffer_kib, promiscuous=not no_promisc, fmt=fmt, color=color,
                        kernel_reasons=kernel_reasons, max_flows=max_flows, view=not no_view,
-                       metrics_port=metrics_port, log=log)
+                       metrics_port=metrics_port, log=log, user=user)
     if metrics_addr is not None:
         opts.metrics_addr = metrics_addr
     if metrics_max_ports is not None:

@@ -1,74 +1,122 @@
 """The kernel's own reason for each RST this host sends: tracepoint tcp:tcp_send_reset.
 
-A private tracefs instance (instances/rstdiag-<pid>) records the event, a thread reads its
-trace_pipe, and `ReasonMatcher` pairs each event with the wire RST it produced by 4-tuple and
-time. The tracepoint fires for every network namespace of the host, so events of traffic the
-capture does not see simply find no wire RST, and wire RSTs of other hosts find no event.
+A private tracefs instance (instances/rstdiag-<pid>-<random>) records the event, a thread
+reads its trace_pipe, and `ReasonMatcher` pairs each event with the wire RST it produced by
+4-tuple and time. The tracepoint fires for every network namespace of the host, so events of
+traffic the capture does not see simply find no wire RST, and wire RSTs of other hosts find no
+event.
 
-Linux 6.x with tracefs; needs root (tracefs is root-only).
+Linux 6.x with tracefs; needs root (tracefs is root-only) to set up.
+
+Ownership of an instance: tracefs is one per host, PIDs are per namespace, so an instance is
+owned through a lock file, /run/rstdiag/<instance>.lock, held (flock) for the instance's
+whole life, by rstdiag and by a small reaper process (rstdiag.tracereaper) that shares the
+lock and removes the instance as soon as rstdiag is gone, even after SIGKILL or after rstdiag
+dropped its privileges. An instance whose lock nobody holds was left by a run killed with its
+reaper: the next run removes it. An instance without a lock file here (another mount
+namespace's, a container's) is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import os
 import queue
 import re
+import secrets
 import select
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .labels import Confidence, Label, Verdict
 
 TRACEFS = Path("/sys/kernel/tracing")
+LOCK_DIR = Path("/run/rstdiag")
+INSTANCE_PREFIX = "rstdiag-"
 EVENT = Path("events/tcp/tcp_send_reset")
 MATCH_SECONDS = 0.1  # the event and the wire packet are microseconds apart; allow slack
 KEEP_SECONDS = 2.0  # how long an event or a wire RST waits for its other half
 SETTLE_SECONDS = 0.15  # both halves are in by then (trace pipe reader, ring block timeout)
 
 L = Label
-# Which labels agree with which reason (enum sk_rst_reason). Observed on Linux 6.18 with the
-# real-socket scenarios of tests/scenarios.py: a segment that finds no connection gets
-# NO_SOCKET when no socket owns the port, TCP_FLAGS (state TCP_LISTEN) when it reaches a
-# listener instead; SO_LINGER {1,0} gives TCP_STATE on either side.
-COMPATIBLE: dict[str, frozenset[Label]] = {
-    "NO_SOCKET": frozenset({L.CLOSED_PORT, L.HALF_OPEN, L.FOLLOW_UP, L.DATA_AFTER_CLOSE,
-                            L.CLIENT_ABORT}),
-    "TCP_FLAGS": frozenset({L.ACCEPT_OVERFLOW, L.HALF_OPEN, L.FOLLOW_UP, L.DATA_AFTER_CLOSE,
-                            L.CLIENT_ABORT}),
-    "INVALID_SYN": frozenset({L.ACCEPT_OVERFLOW}),
-    "TCP_ABORT_ON_CLOSE": frozenset({L.UNREAD_DATA}),
-    "TCP_DISCONNECT_WITH_DATA": frozenset({L.UNREAD_DATA}),
-    "TCP_STATE": frozenset({L.LINGER_ABORT, L.CLIENT_ABORT}),
-    "TCP_ABORT_ON_LINGER": frozenset({L.LINGER_ABORT}),
-    "TCP_ABORT_ON_DATA": frozenset({L.DATA_AFTER_CLOSE}),
-    "TCP_TIMEWAIT_SOCKET": frozenset({L.DATA_AFTER_CLOSE}),
-    "TCP_KEEPALIVE_TIMEOUT": frozenset({L.KEEPALIVE_TIMEOUT}),
+# The labels each kernel reason (enum sk_rst_reason) names, the first preferred: the mapping of
+# ../shared/docs/causes.md, observed on Linux 6.18 with the real-socket scenarios of
+# tests/scenarios.py. A segment that finds no connection gets NO_SOCKET when no socket owns the
+# port, TCP_FLAGS (state TCP_LISTEN) when it reaches a listener instead: which of those labels
+# it was, only the flow's history says, so the wire's label stands when the reason names it.
+# SO_LINGER {1,0} gives TCP_STATE on either side (a client's during the handshake is a
+# client-abort).
+SELECTS: dict[str, tuple[Label, ...]] = {
+    "TCP_ABORT_ON_CLOSE": (L.UNREAD_DATA,),
+    "TCP_DISCONNECT_WITH_DATA": (L.UNREAD_DATA,),
+    "TCP_STATE": (L.LINGER_ABORT, L.CLIENT_ABORT),
+    "TCP_ABORT_ON_LINGER": (L.LINGER_ABORT,),
+    "TCP_ABORT_ON_DATA": (L.DATA_AFTER_CLOSE,),
+    "TCP_TIMEWAIT_SOCKET": (L.DATA_AFTER_CLOSE,),
+    "TCP_KEEPALIVE_TIMEOUT": (L.KEEPALIVE_TIMEOUT,),
+    "INVALID_SYN": (L.ACCEPT_OVERFLOW,),
+    "TCP_FLAGS": (L.ACCEPT_OVERFLOW, L.HALF_OPEN, L.FOLLOW_UP, L.DATA_AFTER_CLOSE,
+                  L.CLIENT_ABORT),
+    "NO_SOCKET": (L.CLOSED_PORT, L.HALF_OPEN, L.DATA_AFTER_CLOSE, L.FOLLOW_UP, L.CLIENT_ABORT),
 }
-# A linger close right after reading a request that got no reply is, on the wire, unread data:
-# the classifier says so with low confidence, which the reason then does not contradict.
-COMPATIBLE_LOW: dict[str, frozenset[Label]] = {
-    "TCP_STATE": frozenset({L.UNREAD_DATA}),
-    "TCP_ABORT_ON_LINGER": frozenset({L.UNREAD_DATA}),
-}
+# Labels the wire cannot tell apart (causes.md, "What the wire cannot separate"): the same
+# packets, RST+ACK at the sender's next sequence number with everything received acknowledged.
+WIRE_ALIKE: tuple[frozenset[Label], ...] = (frozenset({L.LINGER_ABORT, L.UNREAD_DATA}),)
+
+
+def wire_allows(label: Label) -> frozenset[Label]:
+    """The labels the wire's evidence for `label` also allows."""
+    for alike in WIRE_ALIKE:
+        if label in alike:
+            return alike
+    return frozenset({label})
+
+
+def selected(reason: str, verdict: Verdict) -> Label | None:
+    """The label the kernel's reason selects among those the wire allows for `verdict`;
+    None when they exclude each other."""
+    names = SELECTS.get(reason, ())
+    if verdict.label in names:
+        return verdict.label
+    allowed = wire_allows(verdict.label)
+    return next((label for label in names if label in allowed), None)
 
 
 def agrees(reason: str, verdict: Verdict) -> bool | None:
-    """Whether the kernel's reason agrees with the verdict; None when the reason says nothing
-    about the labels (NOT_SPECIFIED, MPTCP_*, reasons newer than this map)."""
-    labels = COMPATIBLE.get(reason)
-    if labels is None:
+    """Whether the kernel's reason leaves the wire's verdict possible; None when the reason
+    says nothing about the labels (NOT_SPECIFIED, MPTCP_*, reasons newer than this map)."""
+    if reason not in SELECTS:
         return None
-    if verdict.label in labels:
-        return True
-    return verdict.confidence is Confidence.LOW and verdict.label in COMPATIBLE_LOW.get(
-        reason, frozenset())
+    return selected(reason, verdict) is not None
+
+
+def confirmed(verdict: Verdict, reason: str, text: str) -> tuple[Verdict, bool | None]:
+    """`verdict` with the kernel's reason (`text`: "REASON in STATE") applied, and whether
+    they agree. Agreeing, the reason's label at high confidence, the evidence naming the
+    reason; disagreeing, the wire's label with the disagreement in its evidence; a reason
+    that names no label only shown beside the verdict."""
+    if reason not in SELECTS:
+        return replace(verdict, kernel_reason=text), None
+    label = selected(reason, verdict)
+    if label is None:
+        return replace(verdict, kernel_reason=text,
+                       evidence=f"{verdict.evidence}; but the kernel's reason {text} "
+                                f"excludes {verdict.label}"), False
+    if label is verdict.label:
+        evidence = f"{verdict.evidence}; the kernel's reason {text} confirms it"
+    else:
+        evidence = (f"the kernel's reason {text} says {label}, which the wire cannot tell "
+                    f"from {verdict.label}: {verdict.evidence}")
+    return replace(verdict, label=label, confidence=Confidence.HIGH, evidence=evidence,
+                   kernel_reason=text), True
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +194,22 @@ def unavailable() -> str | None:
 class ResetTracer:
     """A private tracefs instance with tcp_send_reset on, read by a thread into a queue.
 
-    Use as a context manager: the event is disabled and the instance removed on exit, also on
-    Ctrl-C or an error.
+    Use as a context manager: entering sets the instance up (root) and its reaper;
+    `start_reading` starts the reading thread (after privileges are dropped); on exit the
+    instance goes, also on Ctrl-C or an error, and after SIGKILL through the reaper.
     """
 
-    def __init__(self, name: str | None = None) -> None:
-        self.path = TRACEFS / "instances" / (name or f"rstdiag-{os.getpid()}")
+    def __init__(self, name: str | None = None, lock_dir: Path = LOCK_DIR) -> None:
+        # random: PIDs repeat across PID namespaces, tracefs instances do not
+        name = name or f"{INSTANCE_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        self.path = TRACEFS / "instances" / name
+        self.lock_path = lock_dir / f"{name}.lock"
         self.events: queue.Queue[KernelReset] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._created = False
         self.clock_offset = 0.0
 
@@ -171,16 +225,25 @@ class ResetTracer:
         self.close()
 
     def start(self) -> None:
-        _remove_stale_instances()
+        """Set the instance up and open its trace pipe (not read yet: `start_reading`)."""
+        self.lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove_stale_instances(self.lock_path.parent)
         self.path.mkdir()
         self._created = True
+        self._reaper = _start_reaper(self.path, self.lock_path, self._lock_fd)
         with contextlib.suppress(OSError):
             (self.path / "buffer_size_kb").write_text("1024")
         self.clock_offset = _set_clock(self.path / "trace_clock")
         (self.path / EVENT / "enable").write_text("1")
         self._fd = os.open(self.path / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
-        self._thread = threading.Thread(target=self._read, name="rstdiag-trace", daemon=True)
-        self._thread.start()
+
+    def start_reading(self) -> None:
+        if self._thread is None and self._fd is not None:
+            self._thread = threading.Thread(target=self._read, name="rstdiag-trace",
+                                            daemon=True)
+            self._thread.start()
 
     def _read(self) -> None:
         fd, partial = self._fd, b""
@@ -221,9 +284,34 @@ class ResetTracer:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        if self._created:
-            _remove_instance(self.path)
-            self._created = False
+        reaped = False
+        if self._reaper is not None:  # it removes the instance (and may, being root)
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                if self._reaper.stdin is not None:
+                    self._reaper.stdin.close()
+                reaped = self._reaper.wait(10) == 0
+            self._reaper = None
+        if self._created and not reaped:
+            remove_instance(self.path)
+        self._created = False
+        if self._lock_fd is not None:
+            if not reaped:
+                with contextlib.suppress(OSError):
+                    self.lock_path.unlink()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _start_reaper(path: Path, lock_path: Path, lock_fd: int) -> subprocess.Popen[bytes] | None:
+    """The process that removes the instance once rstdiag is gone (its stdin closes): it
+    shares the lock, in a session of its own so that Ctrl-C at the terminal spares it."""
+    with contextlib.suppress(OSError):
+        return subprocess.Popen(
+            [sys.executable, "-m", "rstdiag.tracereaper", str(path), str(lock_path),
+             str(lock_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(lock_fd,), start_new_session=True)
+    return None
 
 
 def _set_clock(trace_clock: Path) -> float:
@@ -242,7 +330,7 @@ def _set_clock(trace_clock: Path) -> float:
     return 0.0
 
 
-def _remove_instance(path: Path) -> None:
+def remove_instance(path: Path) -> None:
     with contextlib.suppress(OSError):
         (path / EVENT / "enable").write_text("0")
     for _ in range(100):
@@ -257,19 +345,32 @@ def _remove_instance(path: Path) -> None:
             time.sleep(0.02)
 
 
-def _remove_stale_instances() -> None:
-    """Instances left by an rstdiag that was killed (SIGKILL) before it could clean up."""
+def remove_stale_instances(lock_dir: Path = LOCK_DIR) -> list[str]:
+    """Remove the instances whose owner is provably gone: their lock file is here and nobody
+    holds it. The names removed."""
+    removed: list[str] = []
     with contextlib.suppress(OSError):
         for path in (TRACEFS / "instances").iterdir():
-            m = re.fullmatch(r"rstdiag-(\d+)", path.name)
-            if m is None or int(m[1]) == os.getpid():
+            if not path.name.startswith(INSTANCE_PREFIX):
+                continue
+            lock_path = lock_dir / f"{path.name}.lock"
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:  # no lock file here: not ours to judge
                 continue
             try:
-                os.kill(int(m[1]), 0)
-            except ProcessLookupError:
-                _remove_instance(path)
-            except PermissionError:
-                pass
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: its owner lives
+                os.close(fd)
+                continue
+            try:
+                remove_instance(path)
+                with contextlib.suppress(OSError):
+                    lock_path.unlink()
+                removed.append(path.name)
+            finally:
+                os.close(fd)
+    return removed
 
 
 @dataclass(slots=True)

@@ -1,20 +1,23 @@
 """`rstdiag live`: the core pipeline fed from a live interface, verdicts as RSTs happen.
 
-packets (livecapture: AF_PACKET ring, kernel BPF) -> [pcapwriter] -> decode -> flows -> classify
--> a rich view on a terminal, or JSON lines. The same decoder, tracker and classifier as
-`rstdiag read`, plus what a stream needs:
+packets (AF_PACKET ring, kernel BPF: set up by livecapture) -> the engine's capture thread
+(src/live: ring, -w file, decode, flows, classify; no Python step per packet) -> this module,
+a few times a second: verdicts to a rich view on a terminal, or JSON lines, the log and the
+metrics. The same decoder, tracker and classifier as `rstdiag read`, plus what a stream needs:
 
 * a provisional verdict within a second of a RST (its case classified as it is, while the
   tracker still collects the packets after it), and an update (`"update": true`) when the final
   verdict, a burst of accept-queue overflows, or the kernel's reason changes it;
 * sweeps by wall time, so verdicts come out and idle flows go when traffic is slow;
-* the kernel's own reason for RSTs this host sends (--kernel-reasons), and how often the two
-  agree.
+* the kernel's own reason for RSTs this host sends (--kernel-reasons): it selects the label
+  among those the wire allows (kernel_reasons.confirmed), and a disagreement is shown and
+  counted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -24,14 +27,15 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from . import _core
 from .analysis import VerdictTuple, verdict_of
 from .env import Environment
 from .errors import ExitStatus
-from .kernel_reasons import KernelReset, ReasonMatcher, ResetTracer, agrees
+from .kernel_reasons import KEEP_SECONDS, SETTLE_SECONDS, KernelReset, ReasonMatcher, ResetTracer
+from .kernel_reasons import confirmed as kernel_confirmed
 from .labels import HINTS, Label, Verdict
 from .livecapture import (
     ARPHRD_LOOPBACK,
@@ -46,9 +50,10 @@ from .livecapture import (
     skip_outgoing_loopback,
 )
 from .logsink import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, RotatingWriter, VerdictLog, verdict_record
+from .textsafe import data_text, visible
 
 if TYPE_CHECKING:
-    from .metrics import LiveMetrics
+    from .metrics import LiveMetrics, MetricsEndpoint
 
 LIVE_SNAPLEN = 384  # without -w: every header rstdiag reads, and the text a RST may carry
 TICK = 0.25  # seconds between refreshes: view, provisional verdicts, pcap flush, statistics
@@ -57,7 +62,10 @@ RECENT_SECONDS = 5.0  # settled RSTs kept this long: duplicates, bursts, late ke
 IDLE_SWEEP_SECONDS = 10.0  # forget idle flows at least this often when traffic is slow
 MAX_DISAGREEMENTS = 20
 AFTER_SECONDS = 5.0  # the engine's after-window of a RST: a final verdict is due by then
-METRICS_ADDR = "0.0.0.0"  # a fleet's Prometheus scrapes from elsewhere
+METRICS_ADDR = "127.0.0.1"  # a fleet's Prometheus scrapes from elsewhere: --metrics-addr
+# a final verdict waits this long for the kernel's reason before the metrics count it
+REASON_WAIT = KEEP_SECONDS + SETTLE_SECONDS + TICK
+MAX_TIMELINE_POINTS = 1 << 18  # exact RST times kept for the closing timeline; then ms
 METRICS_MAX_PORTS = 32  # server ports with series of their own; the rest are port="other"
 
 
@@ -73,6 +81,8 @@ class _Rst:
     shown: Verdict | None = None  # as last published
     reason: KernelReset | None = None
     counted: bool = False  # in the kernel agreement counts
+    point: tuple[float, Label] | None = None  # its entry in the timeline's points
+    metered: bool = False  # handed to on_final
 
 
 @dataclass(slots=True)
@@ -86,48 +96,59 @@ class KernelStats:
 class Pipeline:
     """Live packets in, verdicts out through `publish(verdict, update)`.
 
-    `packet()` for each captured packet (frames numbered from 1, as in the -w file) hands it
-    to the engine (rstdiag._core: decoding, tracking and judging, as for `read`); `tick()` a
-    few times a second takes the final verdicts and shows the provisional ones; `finish()` at
-    the end. Holds the RSTs of the last few seconds only: memory stays flat however long it
-    runs (the engine forgets closed and idle flows).
+    The engine is `core`: a `_core.LiveSession`, whose own thread feeds it from the ring
+    (`sync()` brings the packet counts over), or by default a `_core.Analysis` fed one packet
+    at a time by `packet()` (a capture replayed in tests; frames numbered from 1, as in the -w
+    file). `tick()` a few times a second takes the final verdicts and shows the provisional
+    ones; `finish()` at the end. Holds the RSTs of the last few seconds only: memory stays
+    flat however long it runs (the engine forgets closed and idle flows).
     """
 
     def __init__(self, source: str, linktype: int, publish: Callable[[Verdict, bool], None], *,
                  max_flows: int | None = None, kernel_reasons: bool = False,
                  clock: Callable[[], float] = time.monotonic,
-                 on_final: Callable[[Verdict], None] | None = None) -> None:
+                 on_final: Callable[[Verdict], None] | None = None,
+                 core: _core.LiveSession | None = None) -> None:
         self.source = source
         self.clock = clock  # arrival times of RSTs (a test replays a capture in its own time)
         self.linktype = linktype
         self.publish = publish
-        # once per RST, with its final label, sender and server (the metrics count these:
-        # the kernel's reason, which comes later, changes none of them)
+        # once per RST, with its final verdict (the kernel's reason applied: with
+        # --kernel-reasons it waits up to REASON_WAIT for it); the metrics count these
         self.on_final = on_final
-        self.core = _core.Analysis(max_flows)
+        self.core: _core.Analysis | _core.LiveSession = core or _core.Analysis(max_flows)
         self.frames = 0
         self.last_ts = 0.0  # capture time of the latest packet
         self.first_ts: float | None = None
         self.rst_count = 0  # distinct RSTs published
         self.counts: Counter[Label] = Counter()
-        # RSTs per (second, label) as shown: the timeline at the end, in memory that grows
-        # with the capture's duration, not with its RSTs
-        self.per_second: Counter[tuple[int, Label]] = Counter()
+        # RSTs per (time, label) as shown: the timeline at the end, bucketed as `read` does;
+        # exact times up to MAX_TIMELINE_POINTS distinct ones, then whole milliseconds
+        self.points: Counter[tuple[float, Label]] = Counter()
         self.kernel = KernelStats()
         self.matcher = ReasonMatcher() if kernel_reasons else None
         self._rsts: dict[int, _Rst] = {}
         self._unsettled: deque[_Rst] = deque()  # no final verdict yet, oldest first
         self._settled: deque[_Rst] = deque()
+        self._unmetered: deque[_Rst] = deque()  # final, waiting for the kernel's reason
+        self._unshown: deque[_Rst] = deque()  # discovered, no verdict shown yet
+        self._next_frame = 0  # the engine's provisional verdicts from this frame on are new
         self._last_sweep = clock()
 
     # -- packets ---------------------------------------------------------------------------
 
     def packet(self, sec: int, nsec: int, data: bytes, wirelen: int) -> None:
+        """One packet into an engine fed from Python (a replay)."""
+        assert isinstance(self.core, _core.Analysis)
         self.frames += 1
         self.last_ts = ts = sec + nsec * 1e-9
         if self.first_ts is None:
             self.first_ts = ts
         self.core.frame(self.frames, ts, self.linktype, data, wirelen)
+
+    def sync(self, frames: int, first_ts: float | None, last_ts: float) -> None:
+        """The packet counts of an engine fed by its own thread."""
+        self.frames, self.first_ts, self.last_ts = frames, first_ts, last_ts
 
     # -- time ------------------------------------------------------------------------------
 
@@ -151,6 +172,7 @@ class Pipeline:
             for frame, event in self.matcher.match(wall):
                 self._reason(frame, event)
         self._provisional(lambda r: mono - r.arrived >= PROVISIONAL_DELAY)
+        self._meter(lambda r: r.reason is not None or mono - r.arrived >= REASON_WAIT)
         while self._settled and mono - self._settled[0].settled > RECENT_SECONDS:
             r = self._settled.popleft()
             if self._rsts.get(r.frame) is r:
@@ -163,6 +185,7 @@ class Pipeline:
         if self.matcher is not None:
             for frame, event in self.matcher.flush():
                 self._reason(frame, event)
+        self._meter(lambda r: True)
 
     # -- verdicts --------------------------------------------------------------------------
 
@@ -181,16 +204,27 @@ class Pipeline:
         return r
 
     def _discover(self) -> None:
-        """The RSTs still waiting for the packets after them, judged as they stand."""
-        for record in self.core.provisional():
-            r = self._arrived(self._verdict(record))
+        """The RSTs new since the last tick, judged as they stand: their provisional verdict
+        (the engine is asked for those only; the final verdict updates it if it differs)."""
+        for record in self.core.provisional(self._next_frame):
+            verdict = self._verdict(record)
+            new = verdict.frame not in self._rsts
+            r = self._arrived(verdict)
+            if new:
+                self._unshown.append(r)
             if r.shown is None and not r.final:
-                r.base = self._verdict(record)
+                r.base = verdict
+            self._next_frame = max(self._next_frame, r.frame + 1)
 
     def _provisional(self, due: Callable[[_Rst], bool]) -> None:
-        for r in self._unsettled:
-            if r.shown is None and r.base is not None and not r.final and due(r):
+        """Show the provisional verdicts that are due, oldest first."""
+        while self._unshown:
+            r = self._unshown[0]
+            if r.shown is None and not r.final:
+                if r.base is None or not due(r):
+                    return
                 self._publish(r)
+            self._unshown.popleft()
 
     def _finals(self) -> None:
         for record in self.core.take():
@@ -201,9 +235,19 @@ class Pipeline:
             r.settled = self.clock()
             r.base = verdict
             self._settled.append(r)
-            if first and self.on_final is not None:
-                self.on_final(verdict)
             self._publish(r)
+            if first:
+                self._unmetered.append(r)
+        if self.matcher is None:
+            self._meter(lambda r: True)
+
+    def _meter(self, due: Callable[[_Rst], bool]) -> None:
+        """Final verdicts to `on_final` in order, each once its kernel reason is in (or due)."""
+        while self._unmetered and due(self._unmetered[0]):
+            r = self._unmetered.popleft()
+            if self.on_final is not None and r.shown is not None and not r.metered:
+                r.metered = True
+                self.on_final(r.shown)
 
     def _reason(self, frame: int, event: KernelReset) -> None:
         r = self._rsts.get(frame)
@@ -216,11 +260,11 @@ class Pipeline:
     def _publish(self, r: _Rst) -> None:
         verdict = r.base
         assert verdict is not None
+        agreement: bool | None = None
         if r.reason is not None:
-            verdict = replace(verdict, kernel_reason=r.reason.text)
+            verdict, agreement = kernel_confirmed(verdict, r.reason.reason, r.reason.text)
         if r.final and r.reason is not None and not r.counted and verdict.duplicate_of is None:
             r.counted = True
-            agreement = agrees(r.reason.reason, verdict)
             if agreement is None:
                 self.kernel.no_opinion += 1
             elif agreement:
@@ -229,17 +273,23 @@ class Pipeline:
                 self.kernel.disagree += 1
                 if len(self.kernel.disagreements) < MAX_DISAGREEMENTS:
                     self.kernel.disagreements.append(
-                        f"frame {r.frame}: {verdict.label} but the kernel said {r.reason.text}")
+                        f"frame {r.frame}: the wire says {verdict.label}, the kernel's reason "
+                        f"{r.reason.text} excludes it")
         if verdict == r.shown:
             return
         update = r.shown is not None
         if r.shown is not None:
             self.counts[r.shown.label] -= 1
-            self.per_second[int(r.shown.ts), r.shown.label] -= 1
+            if r.point is not None:
+                self.points[r.point] -= 1
+                if not self.points[r.point]:
+                    del self.points[r.point]
         else:
             self.rst_count += 1
         self.counts[verdict.label] += 1
-        self.per_second[int(verdict.ts), verdict.label] += 1
+        ts = verdict.ts if len(self.points) < MAX_TIMELINE_POINTS else round(verdict.ts, 3)
+        r.point = (ts, verdict.label)
+        self.points[r.point] += 1
         r.shown = verdict
         self.publish(verdict, update)
 
@@ -385,6 +435,7 @@ class TableOutput:
 
     def _table(self, limit: int):  # type: ignore[no-untyped-def]
         from rich.table import Table
+        from rich.text import Text
 
         from .render import LABEL_STYLES
 
@@ -399,11 +450,14 @@ class TableOutput:
             table.add_column("kernel", no_wrap=True, overflow="ellipsis")
         table.add_column("evidence", no_wrap=True, overflow="ellipsis", ratio=1)
         for v in list(reversed(self.rows.values()))[:limit]:
-            row = [str(v.frame), _clock(v.ts), f"{v.client} -> {v.server}", str(v.sender),
-                   f"[{LABEL_STYLES[v.label]}]{v.label}[/]", str(v.confidence)]
+            # every string from the wire (addresses, evidence quoting a RST's payload, the
+            # kernel's reason) is data, never markup: textsafe
+            row = [Text(str(v.frame)), Text(_clock(v.ts)), data_text(f"{v.client} -> {v.server}"),
+                   Text(str(v.sender)), Text(str(v.label), style=LABEL_STYLES[v.label]),
+                   Text(str(v.confidence))]
             if self.kernel_reasons:
-                row.append(v.kernel_reason or "")
-            row.append(v.evidence)
+                row.append(data_text(v.kernel_reason or ""))
+            row.append(data_text(v.evidence))
             table.add_row(*row)
         return table
 
@@ -418,7 +472,7 @@ class TableOutput:
         for label, n in status.counts.items():
             counts.append(f"{label} ", style=LABEL_STYLES[Label(label)])
             counts.append(f"{n}   ")
-        line = (f"{status.source}: {status.packets} packets ({status.pps:,.0f}/s), "
+        line = (f"{visible(status.source)}: {status.packets} packets ({status.pps:,.0f}/s), "
                 f"{status.open_flows} open flows, {status.rsts} RSTs, "
                 f"{status.dropped} dropped by the kernel")
         if status.kernel is not None:
@@ -439,16 +493,16 @@ class TableOutput:
             if self.rows:
                 self.console.print(self._table(self.MAX_ROWS if not self.interactive
                                                else max(self.console.size.height - 12, 5)))
-            title = (f"{status.rsts} RSTs in {status.flows} TCP flows, {status.packets} frames "
-                     f"({status.source}, {status.seconds:.1f} s)")
+            title = Text(f"{status.rsts} RSTs in {status.flows} TCP flows, {status.packets} "
+                         f"frames ({visible(status.source)}, {status.seconds:.1f} s)")
             table = Table(title=title, title_justify="left")
             table.add_column("cause")
             table.add_column("RSTs", justify="right")
             table.add_column("hint", overflow="fold")
             for label, count in status.counts.items():
                 lab = Label(label)
-                table.add_row(f"[{LABEL_STYLES[lab]}]{label}[/]", str(count),
-                              HINTS[lab].split(";")[0])
+                table.add_row(Text(label, style=LABEL_STYLES[lab]), Text(str(count)),
+                              Text(HINTS[lab].split(";")[0]))
             self.console.print(table)
             if status.rsts >= 2:  # as read prints it under its summary
                 timeline = bucketize_points(status.timeline, start=status.first_ts,
@@ -462,7 +516,7 @@ class TableOutput:
                            else ""))
                 self.console.print(Text(text))
                 for line in k.disagreements:
-                    self.console.print(Text(f"  {line}", style="yellow"))
+                    self.console.print(data_text(f"  {line}", style="yellow"))
             self.console.file.flush()
         except BrokenPipeError:
             self.broken = True
@@ -493,20 +547,28 @@ class LiveOptions:
     log_max_bytes: int = DEFAULT_MAX_BYTES
     log_backups: int = DEFAULT_BACKUPS
     host: str | None = None  # the `host` of logged verdicts; None: this host's name
+    user: str | None = None  # -Z: the user to run as once everything is open (None: default)
 
 
 def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
-    """Capture until -c/--duration or Ctrl-C; report as it goes and a summary at the end."""
-    from .pcapwriter import PcapWriter
+    """Capture until -c/--duration or Ctrl-C; report as it goes and a summary at the end.
+
+    Everything that needs privilege is opened first (the capture socket and its ring, the -w
+    file, the tracing instance, the metrics socket, the log); then the process drops to an
+    unprivileged user without capabilities (privdrop, -Z), and only then do the threads that
+    read packets, trace events and metrics requests start."""
+    from .privdrop import PrivilegeError, drop_privileges
 
     try:
         iface = lookup_interface(opts.interface)
         with contextlib.ExitStack() as stack:
             host = opts.host or socket.gethostname()
             log = _open_log(env, opts, host, stack)
-            metrics = _serve_metrics(env, opts, stack)
+            metrics = _bind_metrics(env, opts, stack)
             snaplen = opts.snaplen or (DEFAULT_SNAPLEN if opts.write else LIVE_SNAPLEN)
             expression = filter_expression(opts.expression)
+            if metrics is not None:  # its own scrapes are not RSTs to judge
+                expression = f"{expression} and not ({metrics.own_traffic_filter()})"
             program = compile_filter(expression, iface.cooked, snaplen)
             if iface.hatype == ARPHRD_LOOPBACK:
                 program = skip_outgoing_loopback(program, None)
@@ -523,36 +585,79 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
             capture = LiveCapture(iface, program, buffer_bytes=opts.buffer_kib * 1024,
                                   promiscuous=opts.promiscuous)
             stack.callback(capture.close)
-            writer = None
-            if opts.write:
-                try:
-                    writer = PcapWriter(opts.write, iface.linktype,
-                                        snaplen + (16 if iface.cooked else 0))
-                except OSError as exc:
-                    raise LiveCaptureError(f"{opts.write}: cannot write the capture "
-                                           f"({exc.strerror})") from None
-                stack.callback(writer.close)
             tracer = None
             if opts.kernel_reasons:
                 try:
                     tracer = stack.enter_context(ResetTracer())
                 except OSError as exc:
                     raise LiveCaptureError(f"--kernel-reasons: cannot set up the tracing "
-                                           f"instance ({exc.strerror})") from None
+                                           f"instance ({exc.strerror or exc})") from None
+            try:
+                core = _core.LiveSession(
+                    capture.fileno(), capture.block_size, capture.blocks, iface.linktype,
+                    iface.cooked, iface.name, max_flows=opts.max_flows, count=opts.count,
+                    write=opts.write, write_snaplen=snaplen + (16 if iface.cooked else 0))
+            except OSError as exc:
+                what = f"{opts.write}: cannot write the capture" if opts.write else \
+                    "cannot map the capture ring"
+                raise LiveCaptureError(f"{what} ({exc})") from None
+            stack.callback(core.stop)
+            _warm_up(metrics)
+            try:
+                dropped_to = drop_privileges(opts.user)
+            except PrivilegeError as exc:
+                raise LiveCaptureError(str(exc)) from None
+            core.start()
+            if tracer is not None:
+                tracer.start_reading()
+            if metrics is not None:
+                metrics.start()
+            if metrics is not None:
+                print(f"rstdiag: metrics on {metrics.url}", file=env.stderr, flush=True)
             print(f"rstdiag: listening on {iface.name}, link-type {iface.linktype_name}, "
                   f"snapshot length {snaplen} bytes, filter {expression!r}, "
                   f"{capture.ring_bytes >> 20} MiB ring", file=env.stderr, flush=True)
+            if dropped_to:
+                print(f"rstdiag: running as {dropped_to}", file=env.stderr, flush=True)
             if tracer is not None:
                 print(f"rstdiag: kernel reasons from {tracer.path}", file=env.stderr,
                       flush=True)
-            session = _Session(env, opts, iface.name, iface.linktype, capture, writer, tracer,
-                               host=host, log=log, metrics=metrics)
+            session = _Session(env, opts, iface.name, iface.linktype, capture, core, tracer,
+                               host=host, log=log, metrics=metrics.metrics if metrics else None)
             return session.run()
     except LiveCaptureError as exc:
         env.error(str(exc))
         return ExitStatus.ERROR
     except KeyboardInterrupt:  # before the capture started: nothing to report
         return ExitStatus.INTERRUPTED
+
+
+def _warm_up(metrics: MetricsEndpoint | None) -> None:
+    """Import now, while privileged, every module the session loads on first use: the
+    unprivileged user may not read the directories Python and rstdiag are installed in. A
+    throwaway render of each output (and of the metrics) runs the lazy imports of rich."""
+    import rich.live  # noqa: F401 - the live view's, loaded by its start
+
+    from .labels import Confidence, Endpoint, Sender
+
+    sample = Verdict(1, 1e9, "192.0.2.1", 80, "2001:db8::1", 40000, "R.",
+                     Endpoint("2001:db8::1", 40000), Endpoint("192.0.2.1", 80), Sender.SERVER,
+                     Label.UNREAD_DATA, Confidence.HIGH, "warm-up \x1b \u202e", "x", None, "R")
+    table = TableOutput(io.StringIO(), color=True, interactive=False, kernel_reasons=True)
+    table.verdict(sample, False)
+    status = Status("lo", packets=1, rsts=2, counts={str(sample.label): 2},
+                    kernel=KernelStats(disagreements=["x"]),
+                    timeline=[(1e9, sample.label, 1), (1e9 + 1, sample.label, 1)],
+                    first_ts=1e9, last_ts=1e9 + 2)
+    table.console.print(table._render(status))
+    table.end(status, {})
+    jsonl = JsonlOutput(io.StringIO())
+    jsonl.verdict(sample, True)
+    jsonl.end(status, {"summary": {}})
+    if metrics is not None:
+        from prometheus_client.exposition import generate_latest
+
+        generate_latest(metrics.metrics.registry)
 
 
 def _open_log(env: Environment, opts: LiveOptions, host: str,
@@ -572,13 +677,14 @@ def _open_log(env: Environment, opts: LiveOptions, host: str,
     return log
 
 
-def _serve_metrics(env: Environment, opts: LiveOptions, stack: contextlib.ExitStack
-                   ) -> LiveMetrics | None:
-    """The Prometheus endpoint, or LiveCaptureError (one line) when it cannot listen."""
+def _bind_metrics(env: Environment, opts: LiveOptions, stack: contextlib.ExitStack
+                  ) -> MetricsEndpoint | None:
+    """The Prometheus endpoint's socket, bound (served once privileges are dropped), or
+    LiveCaptureError (one line) when it cannot listen."""
     if opts.metrics_port is None:
         return None
     try:
-        from .metrics import LiveMetrics  # prometheus_client: only when metrics are asked for
+        from .metrics import LiveMetrics, MetricsEndpoint
     except ImportError as exc:  # a broken install: it is a declared dependency
         raise LiveCaptureError(f"--metrics-port needs the prometheus_client package "
                                f"({exc}): pip install prometheus_client") from None
@@ -587,25 +693,24 @@ def _serve_metrics(env: Environment, opts: LiveOptions, stack: contextlib.ExitSt
     where = (f"[{opts.metrics_addr}]" if ":" in opts.metrics_addr else opts.metrics_addr) + \
         f":{opts.metrics_port}"
     try:
-        server = metrics.serve(opts.metrics_addr, opts.metrics_port)
+        endpoint = MetricsEndpoint(metrics, opts.metrics_addr, opts.metrics_port)
     except OSError as exc:
         raise LiveCaptureError(f"--metrics-port: cannot serve metrics on {where} "
                                f"({exc.strerror or exc})") from None
-    stack.callback(server.close)
-    print(f"rstdiag: metrics on {server.url}", file=env.stderr, flush=True)
-    return metrics
+    stack.callback(endpoint.close)
+    return endpoint
 
 
 class _Session:
     def __init__(self, env: Environment, opts: LiveOptions, source: str, linktype: int,
-                 capture: LiveCapture, writer, tracer: ResetTracer | None, *,  # type: ignore[no-untyped-def]
+                 capture: LiveCapture, core: _core.LiveSession, tracer: ResetTracer | None, *,
                  host: str | None = None, log: VerdictLog | None = None,
                  metrics: LiveMetrics | None = None) -> None:
         self.env = env
         self.opts = opts
         self.source = source
         self.capture = capture
-        self.writer = writer
+        self.core = core
         self.tracer = tracer
         self.log = log
         self.metrics = metrics
@@ -620,27 +725,18 @@ class _Session:
         # a verdict's `file`: the -w file, whose frame numbers the verdicts give, else the
         # interface
         self.pipe = Pipeline(opts.write or source, linktype, self._publish,
-                             max_flows=opts.max_flows, kernel_reasons=tracer is not None,
+                             kernel_reasons=tracer is not None, core=core,
                              on_final=metrics.final if metrics is not None else None)
         self.stop: str | None = None
-        self.idle = True  # the last read found the ring empty: the analysis keeps up
+        self.idle = True  # the last look found the ring empty: the analysis keeps up
         self._last_wall = 0.0
-        self.count = opts.count or 0
         self._signals: dict[int, object] = {}
+        self._reported = False  # the capture thread's own stop, reported once
 
     def _publish(self, verdict: Verdict, update: bool) -> None:
         self.output.verdict(verdict, update)
         if self.log is not None:
             self.log.verdict(verdict, update)
-
-    def _handle(self, sec: int, nsec: int, data: bytes, wirelen: int) -> bool:
-        if self.writer is not None:
-            self.writer.write(sec, nsec, data, wirelen)
-        self.pipe.packet(sec, nsec, data, wirelen)
-        if self.count and self.pipe.frames >= self.count:
-            self.stop = "count"
-            return True
-        return False
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.stop == "interrupted":  # a second Ctrl-C: stop at once
@@ -664,11 +760,12 @@ class _Session:
                 wait = next_tick - now
                 if deadline is not None:
                     wait = min(wait, deadline - now)
-                self.idle = not self.capture.read(self._handle, max(wait, 0.0))
+                if self.core.wait(max(wait, 0.0)):
+                    status = self._thread_stopped()
                 now = time.monotonic()
                 if deadline is not None and now >= deadline and self.stop is None:
                     self.stop = "duration"
-                if now >= next_tick:
+                if now >= next_tick and self.stop is None:
                     next_tick = now + TICK
                     self._tick(now)
                     if now - last >= 1.0:
@@ -678,11 +775,6 @@ class _Session:
                     self.output.refresh(st)
                 if self.output.broken:
                     self.stop = "closed"
-        except LiveCaptureError as exc:
-            self.output.stop()
-            self.env.error(f"{exc}; reporting what was captured")
-            self.stop = "error"
-            status = ExitStatus.ERROR
         except KeyboardInterrupt:
             self.stop = "interrupted"
         finally:
@@ -693,14 +785,42 @@ class _Session:
             status = ExitStatus.INTERRUPTED
         return self._end(status, started)
 
+    def _thread_stopped(self) -> ExitStatus:
+        """The capture thread stopped by itself: -c reached, or an error (one line)."""
+        kind, text = self.core.status()[4:]
+        if kind == "count":
+            self.stop = "count"
+            return ExitStatus.OK
+        self._report(kind, text)
+        return ExitStatus.ERROR
+
+    def _report(self, kind: str, text: str) -> None:
+        if self._reported or kind not in ("capture-error", "write-error", "panic"):
+            return
+        self._reported = True
+        self.output.stop()
+        if kind == "write-error":
+            self.stop = "write-error"
+            self.env.error(f"{self.opts.write}: cannot write the capture ({text}); stopped, "
+                           "the file ends at its last whole packet; reporting what was "
+                           "captured")
+        elif kind == "panic":
+            self.stop = "error"
+            self.env.error(f"internal error in the engine: {text} (please report it); "
+                           "reporting what was captured")
+        else:
+            self.stop = "error"
+            self.env.error(f"{text}; reporting what was captured")
+
     def _tick(self, now: float) -> None:
         self.capture.stats()
+        frames, first_ts, last_ts, self.idle, _, _ = self.core.status()
+        self.pipe.sync(frames, first_ts, last_ts)
         events = self.tracer.drain() if self.tracer is not None else []
-        wall = time.time() if self.idle else max(self.pipe.last_ts, self._last_wall)
+        wall = time.time() if self.idle else max(last_ts, self._last_wall)
         self._last_wall = wall
         self.pipe.tick(wall, now, events)
-        if self.writer is not None:
-            self.writer.flush()
+        self.core.flush()
         self._sync_metrics()
 
     def _sync_metrics(self) -> None:
@@ -723,20 +843,23 @@ class _Session:
 
     def _final_status(self, st: Status, started: float) -> None:
         self._status(st, started)
-        st.timeline = [(float(second), label, n)
-                       for (second, label), n in sorted(self.pipe.per_second.items()) if n]
+        st.timeline = [(ts, label, n) for (ts, label), n in sorted(self.pipe.points.items())
+                       if n]
         st.first_ts, st.last_ts = self.pipe.first_ts, self.pipe.last_ts or None
 
     def _end(self, status: ExitStatus, started: float) -> ExitStatus:
-        if self.tracer is not None and self.stop != "error":
+        if self.tracer is not None and self.stop not in ("error", "write-error"):
             time.sleep(0.1)  # the last events of the trace pipe
+        self.core.stop()
+        kind, text = self.core.status()[4:]
+        if kind in ("write-error", "capture-error", "panic") and not self._reported:
+            self._report(kind, text)
+            status = ExitStatus.ERROR
         self._tick(time.monotonic())
         if self.tracer is not None:
             self.pipe.matcher.events(self.tracer.drain())  # type: ignore[union-attr]
         self.pipe.finish()
         self._sync_metrics()
-        if self.writer is not None:
-            self.writer.close()
         st = Status(self.source, kernel=self.pipe.kernel if self.tracer else None)
         self._final_status(st, started)
         summary = _summary_line(self.pipe, self.source, self.opts.write, st.dropped,

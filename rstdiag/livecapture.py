@@ -1,8 +1,10 @@
 """Packets from a live Linux interface: an AF_PACKET socket with a TPACKET_V3 ring.
 
 The kernel runs the BPF filter (compiled by tcpdump from `tcp and (EXPR)`) and copies each
-packet that passes, cut to the snapshot length, into a ring of blocks shared with this process
+packet that passes, cut to the snapshot length, into a ring of blocks shared with the process
 by mmap: no system call per packet, and the ring absorbs bursts while the analysis catches up.
+This module sets the socket up (and says in one line why it cannot); the engine maps the ring
+and reads it (src/live/ring.rs), with no Python step per packet.
 Packets that find the ring full are dropped by the kernel and counted (PACKET_STATISTICS).
 
 Link types: Ethernet and loopback interfaces are read as they are (LINKTYPE_ETHERNET); every
@@ -18,15 +20,12 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import mmap
 import os
-import select
 import shutil
 import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RstdiagError
@@ -48,8 +47,6 @@ SIOCGIFHWADDR = 0x8927
 IFF_UP = 0x1
 ARPHRD_ETHER = 1
 ARPHRD_LOOPBACK = 772
-TP_STATUS_USER = 1
-TP_STATUS_KERNEL = 0
 SKF_AD_OFF = -0x1000
 SKF_AD_PKTTYPE = 4
 SKF_AD_IFINDEX = 8
@@ -61,15 +58,9 @@ BLOCK_TIMEOUT_MS = 50
 PRIVILEGE_HINT = ("capture needs root or CAP_NET_RAW: run with sudo or setcap "
                   "cap_net_raw,cap_net_admin+eip $(which python3)")
 
-_BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at offset 8)
-_HDR = struct.Struct("=IIIIIIHH")  # tpacket3_hdr up to tp_net
-_SLL_ADDR = struct.Struct("=HHiHBB8s")  # sockaddr_ll, 48 bytes into the tpacket3_hdr
-_SLL_HDR = struct.Struct("!HHH8sH")  # LINKTYPE_LINUX_SLL pseudo-header
-_TPACKET3_HDRLEN = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): where sockaddr_ll starts
 _STATS = struct.Struct("=III")  # tpacket_stats_v3: tp_packets, tp_drops, tp_freeze_q_cnt
 _INSN = struct.Struct("=HBBI")  # struct sock_filter
 
-Packet = tuple[int, int, bytes, int]  # (seconds, nanoseconds, captured bytes, wire length)
 
 
 class LiveCaptureError(RstdiagError):
@@ -200,9 +191,9 @@ def skip_outgoing_loopback(program: list[tuple[int, int, int, int]],
 class LiveCapture:
     """One AF_PACKET socket with a TPACKET_V3 receive ring, bound to one interface (or any).
 
-    `read(handle, timeout)` hands the next ready block's packets to `handle(sec, nsec, data,
-    wirelen)` and gives the block back to the kernel; `stats()` gives packets received and
-    dropped so far.
+    The engine maps the ring and reads it on a thread of its own (`rstdiag._core.LiveSession`
+    with `fileno()`, `block_size`, `blocks`); `stats()` gives packets received and dropped
+    so far.
     """
 
     def __init__(self, iface: Interface, program: list[tuple[int, int, int, int]], *,
@@ -211,9 +202,7 @@ class LiveCapture:
         self.received = 0  # as the kernel counts them: passed the filter (incl. dropped)
         self.dropped = 0
         self._sock: socket.socket | None = None
-        self._ring: mmap.mmap | None = None
         self._filter_buf: ctypes.Array[ctypes.c_char] | None = None
-        self._block = 0
         try:
             self._open(program, buffer_bytes, promiscuous)
         except BaseException:
@@ -253,8 +242,6 @@ class LiveCapture:
                 size //= 2
         self.ring_bytes = size
         self._blocks = size // BLOCK_SIZE
-        self._ring = mmap.mmap(sock.fileno(), size, mmap.MAP_SHARED,
-                               mmap.PROT_READ | mmap.PROT_WRITE)
         if promiscuous and self.iface.index:
             mreq = struct.pack("=iHH8s", self.iface.index, PACKET_MR_PROMISC, 0, b"")
             with contextlib.suppress(OSError):  # not fatal: the host's own traffic still shows
@@ -268,8 +255,6 @@ class LiveCapture:
                                        f"`ip link set {self.iface.name} up`") from None
             raise LiveCaptureError(f"cannot capture on {self.iface.name}: "
                                    f"{exc.strerror}") from None
-        self._poll = select.poll()
-        self._poll.register(sock.fileno(), select.POLLIN | select.POLLERR)
 
     def _attach(self, program: list[tuple[int, int, int, int]]) -> None:
         assert self._sock is not None
@@ -285,56 +270,13 @@ class LiveCapture:
         assert self._sock is not None
         return self._sock.fileno()
 
-    def read(self, handle: Callable[[int, int, bytes, int], bool | None],
-             timeout: float) -> int:
-        """Hand the packets of the next ready block to `handle`; 0 when none came in
-        `timeout` seconds. `handle` returning True stops (the rest of the block is dropped)."""
-        ring = self._ring
-        assert ring is not None
-        base = self._block * BLOCK_SIZE
-        status, count, first = _BLOCK.unpack_from(ring, base + 8)
-        if not status & TP_STATUS_USER:
-            events = self._poll.poll(max(int(timeout * 1000), 0))
-            if events and events[0][1] & select.POLLERR:
-                self._raise_socket_error()
-            status, count, first = _BLOCK.unpack_from(ring, base + 8)
-            if not status & TP_STATUS_USER:
-                return 0
-        try:
-            pos = base + first
-            unpack = _HDR.unpack_from
-            if self.iface.cooked:
-                sll = _SLL_ADDR.unpack_from
-                header = _SLL_HDR.pack
-                for _ in range(count):
-                    nxt, sec, nsec, snap, wirelen, _st, mac, _net = unpack(ring, pos)
-                    _fam, proto, _idx, hatype, pkttype, halen, addr = sll(
-                        ring, pos + _TPACKET3_HDRLEN)
-                    data = header(pkttype, hatype, halen, addr, socket.ntohs(proto)) + \
-                        ring[pos + mac:pos + mac + snap]
-                    if handle(sec, nsec, data, wirelen + 16):
-                        break
-                    pos += nxt
-            else:
-                for _ in range(count):
-                    nxt, sec, nsec, snap, wirelen, _st, mac, _net = unpack(ring, pos)
-                    if handle(sec, nsec, ring[pos + mac:pos + mac + snap], wirelen):
-                        break
-                    pos += nxt
-        finally:
-            struct.pack_into("=I", ring, base + 8, TP_STATUS_KERNEL)
-            self._block = (self._block + 1) % self._blocks
-        return count
+    @property
+    def block_size(self) -> int:
+        return BLOCK_SIZE
 
-    def _raise_socket_error(self) -> None:
-        assert self._sock is not None
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err == errno.ENETDOWN:
-            raise LiveCaptureError(f"interface {self.iface.name} went down")
-        if err == errno.ENXIO or err == errno.ENODEV:
-            raise LiveCaptureError(f"interface {self.iface.name} went away")
-        if err:
-            raise LiveCaptureError(f"capture on {self.iface.name}: {os.strerror(err)}")
+    @property
+    def blocks(self) -> int:
+        return self._blocks
 
     def stats(self) -> tuple[int, int]:
         """(packets that passed the filter, of which dropped for want of ring space) so far."""
@@ -347,10 +289,6 @@ class LiveCapture:
         return self.received, self.dropped
 
     def close(self) -> None:
-        if self._ring is not None:
-            with contextlib.suppress(BufferError):
-                self._ring.close()
-            self._ring = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -396,13 +396,23 @@ impl Analysis {
     /// cases still collecting packets after their RST, and the verdicts waiting for an
     /// earlier RST or for their burst, before its refinement.
     pub fn provisional(&self) -> Vec<Verdict> {
-        let waiting = self.tracker.pending().map(|case| {
-            match case.duplicate_of.and_then(|f| self.outbox.original(f)) {
-                Some(original) => as_duplicate(&original, case),
-                None => classify(case),
-            }
-        });
-        let held = self.outbox.judged.values().cloned();
+        self.provisional_from(0)
+    }
+
+    /// `provisional` for the RSTs of frame `from` on only: a live view asks for the RSTs it
+    /// has not shown yet, not for every RST still in its after-window.
+    pub fn provisional_from(&self, from: u64) -> Vec<Verdict> {
+        let waiting = self
+            .tracker
+            .pending()
+            .filter(|case| case.rst.frame >= from)
+            .map(
+                |case| match case.duplicate_of.and_then(|f| self.outbox.original(f)) {
+                    Some(original) => as_duplicate(&original, case),
+                    None => classify(case),
+                },
+            );
+        let held = self.outbox.judged.range(from..).map(|(_, v)| v.clone());
         let mut out: Vec<Verdict> = waiting.chain(held).collect();
         out.sort_by_key(|v| v.frame);
         out

@@ -9,6 +9,8 @@ pub mod capture;
 pub mod decode;
 pub mod engine;
 pub mod flows;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod records;
 pub mod rules;
 pub mod runner;

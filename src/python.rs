@@ -441,9 +441,11 @@ impl Analysis {
         verdict_list(py, &verdicts)
     }
 
-    /// The RSTs still waiting for the packets after them, judged as they stand.
-    fn provisional<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let verdicts = guarded(|| self.engine.provisional()).unwrap_or_default();
+    /// The RSTs still waiting for the packets after them, judged as they stand (those of
+    /// frame `from_frame` on).
+    #[pyo3(signature = (from_frame=0))]
+    fn provisional<'py>(&self, py: Python<'py>, from_frame: u64) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = guarded(|| self.engine.provisional_from(from_frame)).unwrap_or_default();
         verdict_list(py, &verdicts)
     }
 
@@ -627,6 +629,157 @@ fn roles_of(flags: u8, sport: u16, dport: u16) -> (bool, &'static str) {
     (sender_is_client, how.as_str())
 }
 
+/// A live capture read by a thread of the engine's own (see rstdiag/_core.pyi).
+#[cfg(target_os = "linux")]
+#[pyclass(module = "rstdiag._core")]
+struct LiveSession {
+    session: crate::live::session::Session,
+}
+
+#[cfg(target_os = "linux")]
+impl LiveSession {
+    fn with_state<T>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&mut crate::live::session::State) -> T + Send,
+    ) -> PyResult<T>
+    where
+        T: Send,
+    {
+        let session = &self.session;
+        py.detach(|| guarded(|| work(&mut session.state())))
+            .map_err(|panic| EngineError::new_err(format!("internal error: {panic}")))
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[pymethods]
+impl LiveSession {
+    /// Map the ring of packet socket `fd` and start reading it.
+    #[new]
+    #[pyo3(signature = (fd, block_size, blocks, linktype, cooked, interface, *, max_flows=None,
+                        count=None, write=None, write_snaplen=262144))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        fd: i32,
+        block_size: usize,
+        blocks: usize,
+        linktype: u32,
+        cooked: bool,
+        interface: String,
+        max_flows: Option<usize>,
+        count: Option<u64>,
+        write: Option<String>,
+        write_snaplen: u32,
+    ) -> PyResult<Self> {
+        use crate::live::pcapout::{io_text, PcapOut};
+        let writer = match write {
+            Some(path) => Some(
+                PcapOut::create(&path, linktype, write_snaplen)
+                    .map_err(|err| PyOSError::new_err(io_text(&err)))?,
+            ),
+            None => None,
+        };
+        let ring = crate::live::ring::Ring::map(fd, block_size, blocks)
+            .map_err(|err| PyOSError::new_err(io_text(&err)))?;
+        let settings = crate::live::session::Settings {
+            linktype,
+            cooked,
+            interface,
+            count,
+        };
+        let engine = engine::Analysis::new(max_flows);
+        Ok(LiveSession {
+            session: crate::live::session::Session::new(ring, settings, engine, writer),
+        })
+    }
+
+    /// Start reading the ring (on the engine's capture thread).
+    fn start(&mut self) {
+        self.session.start();
+    }
+
+    /// Wait up to `timeout` seconds for the capture to stop; whether it has.
+    fn wait(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = std::time::Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let session = &self.session;
+        py.detach(|| session.wait(timeout))
+    }
+
+    /// Stop the capture thread (the -w file flushed).
+    fn stop(&mut self, py: Python<'_>) {
+        let session = &mut self.session;
+        py.detach(|| session.stop());
+    }
+
+    /// Write the -w file's waiting records (a failure stops the capture: see `status`).
+    fn flush(&self, py: Python<'_>) {
+        let session = &self.session;
+        py.detach(|| session.flush());
+    }
+
+    /// (frames, first packet time or None, last packet time, ring idle, why it stopped:
+    /// "" running, "asked", "count", "capture-error", "write-error", "panic"; its text).
+    #[allow(clippy::type_complexity)]
+    fn status(&self, py: Python<'_>) -> PyResult<(u64, Option<f64>, f64, bool, String, String)> {
+        use crate::live::session::Stopped;
+        self.with_state(py, |st| {
+            let (kind, text) = match &st.stopped {
+                Stopped::Running => ("", String::new()),
+                Stopped::Asked => ("asked", String::new()),
+                Stopped::Count => ("count", String::new()),
+                Stopped::CaptureError(t) => ("capture-error", t.clone()),
+                Stopped::WriteError(t) => ("write-error", t.clone()),
+                Stopped::Panic(t) => ("panic", t.clone()),
+            };
+            (
+                st.frames,
+                st.first_ts,
+                st.last_ts,
+                st.idle,
+                kind.to_string(),
+                text,
+            )
+        })
+    }
+
+    /// The verdicts that are final, in frame order (each returned once).
+    fn take<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = self.with_state(py, |st| st.engine.take())?;
+        verdict_list(py, &verdicts)
+    }
+
+    /// The RSTs still waiting for the packets after them, judged as they stand (those of
+    /// frame `from_frame` on).
+    #[pyo3(signature = (from_frame=0))]
+    fn provisional<'py>(&self, py: Python<'py>, from_frame: u64) -> PyResult<Bound<'py, PyList>> {
+        let verdicts = self.with_state(py, |st| st.engine.provisional_from(from_frame))?;
+        verdict_list(py, &verdicts)
+    }
+
+    /// Let capture time reach `now` without a packet.
+    fn sweep_at(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        self.with_state(py, |st| st.engine.sweep_at(now))
+    }
+
+    /// End of capture (after `stop`): every waiting RST is judged.
+    #[pyo3(signature = (complete=true))]
+    fn finish(&self, py: Python<'_>, complete: bool) -> PyResult<()> {
+        self.with_state(py, |st| st.engine.finish(complete))
+    }
+
+    /// Flows in the table now, flows seen, TCP packets decoded.
+    fn counters(&self, py: Python<'_>) -> PyResult<(usize, u64, u64)> {
+        self.with_state(py, |st| {
+            (
+                st.engine.open_flows(),
+                st.engine.flows_seen(),
+                st.engine.tcp_packets(),
+            )
+        })
+    }
+}
+
 /// The engine's version, and the crates it was built with (for `rstdiag --version`).
 #[pyfunction]
 fn engine_version() -> &'static str {
@@ -646,5 +799,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(roles_of, m)?)?;
     m.add_function(wrap_pyfunction!(frames, m)?)?;
     m.add_class::<Frames>()?;
+    #[cfg(target_os = "linux")]
+    m.add_class::<LiveSession>()?;
     Ok(())
 }

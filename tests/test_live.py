@@ -25,18 +25,26 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from corpus import public
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from livereplay import latest, replay
 from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
-from rstdiag.frames import read_frames
-from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, agrees, parse_line
+from rstdiag.kernel_reasons import (
+    SELECTS,
+    KernelReset,
+    ReasonMatcher,
+    agrees,
+    confirmed,
+    parse_line,
+)
 from rstdiag.labels import Confidence, Label
 from rstdiag.live import JsonlOutput, Status, TableOutput
 from rstdiag.livecapture import (
@@ -45,7 +53,6 @@ from rstdiag.livecapture import (
     filter_expression,
     skip_outgoing_loopback,
 )
-from rstdiag.pcapwriter import PcapWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
@@ -120,30 +127,6 @@ def test_jsonl_output_marks_updates_and_ends_with_a_summary_line(tmp_path: Path)
 
 # =============================================================================== parts
 
-def test_pcap_writer_output_is_readable_at_every_flush_and_after_close(tmp_path: Path) -> None:
-    src = PCAPS / "linger-abort.pcap"
-    if not src.exists():
-        pytest.skip("pcaps/ not made (tools/make_pcaps.py)")
-    frames = list(read_frames(str(src)))
-    out = tmp_path / "w.pcap"
-    writer = PcapWriter(str(out), frames[0].linktype, 262144)
-    assert out.stat().st_size == 24  # the header is there at once
-    for raw in frames[:5]:
-        sec = int(raw.ts)
-        writer.write(sec, round((raw.ts - sec) * 1e9), raw.data, raw.wirelen)
-    writer.flush()  # as the live loop does a few times a second; a kill now loses nothing
-    assert analyze_file(str(out)).frames == 5
-    for raw in frames[5:]:
-        sec = int(raw.ts)
-        writer.write(sec, round((raw.ts - sec) * 1e9), raw.data, raw.wirelen)
-    writer.close()
-    copy = list(read_frames(str(out)))
-    assert [(r.data, r.wirelen) for r in copy] == [(r.data, r.wirelen) for r in frames]
-    assert all(abs(a.ts - b.ts) < 1e-6 for a, b in zip(copy, frames, strict=True))
-    assert [v.label for v in analyze_file(str(out)).verdicts] == [
-        v.label for v in analyze_file(str(src)).verdicts]
-
-
 TRACE_LINES = [
     "          <idle>-0       [001] ..s2.  4242.000100: tcp_send_reset: skbaddr=0000 skaddr=0000 "
     "src=198.19.7.1:8080 dest=198.18.7.1:40000 state=TCP_CLOSE reason=TCP_STATE",
@@ -204,21 +187,56 @@ def test_matcher_keeps_bursts_in_order_and_skips_resets_a_firewall_dropped() -> 
     assert m.flush() == [] and m.unmatched_wire == 0
 
 
-def test_kernel_reasons_agree_with_their_labels_only() -> None:
-    from dataclasses import replace
+def _wire_verdict(label: Label, confidence: Confidence = Confidence.MEDIUM):  # type: ignore[no-untyped-def]
+    from rstdiag.labels import Endpoint, Sender, Verdict
 
-    v = analyze_file(str(PCAPS / "closed-port-v4.pcap")).verdicts[0] if (
-        PCAPS / "closed-port-v4.pcap").exists() else pytest.skip("pcaps/ not made")
-    assert agrees("NO_SOCKET", v) is True
-    assert agrees("TCP_STATE", v) is False
-    assert agrees("NOT_SPECIFIED", v) is None
-    linger = replace(v, label=Label.LINGER_ABORT)
-    assert agrees("TCP_STATE", linger) and agrees("TCP_ABORT_ON_LINGER", linger)
-    unread = replace(v, label=Label.UNREAD_DATA, confidence=Confidence.LOW)
-    assert agrees("TCP_STATE", unread)  # the wire cannot tell: low confidence does not clash
-    assert not agrees("TCP_STATE", replace(unread, confidence=Confidence.HIGH))
-    assert agrees("INVALID_SYN", replace(v, label=Label.ACCEPT_OVERFLOW))
-    assert agrees("TCP_KEEPALIVE_TIMEOUT", replace(v, label=Label.KEEPALIVE_TIMEOUT))
+    return Verdict(5, 100.0, "10.0.0.2", 80, "10.0.0.1", 40000, "R.",
+                   Endpoint("10.0.0.1", 40000), Endpoint("10.0.0.2", 80), Sender.SERVER, label,
+                   confidence, "RST+ACK at the server's next sequence number")
+
+
+@pytest.mark.parametrize(("reason", "wire", "label"), [
+    # the table of issue 13 / causes.md: the reason picks among what the wire allows
+    ("TCP_ABORT_ON_CLOSE", Label.LINGER_ABORT, Label.UNREAD_DATA),
+    ("TCP_ABORT_ON_CLOSE", Label.UNREAD_DATA, Label.UNREAD_DATA),
+    ("TCP_STATE", Label.UNREAD_DATA, Label.LINGER_ABORT),
+    ("TCP_STATE", Label.LINGER_ABORT, Label.LINGER_ABORT),
+    ("TCP_ABORT_ON_DATA", Label.DATA_AFTER_CLOSE, Label.DATA_AFTER_CLOSE),
+    ("TCP_TIMEWAIT_SOCKET", Label.DATA_AFTER_CLOSE, Label.DATA_AFTER_CLOSE),
+    ("TCP_KEEPALIVE_TIMEOUT", Label.KEEPALIVE_TIMEOUT, Label.KEEPALIVE_TIMEOUT),
+    ("INVALID_SYN", Label.ACCEPT_OVERFLOW, Label.ACCEPT_OVERFLOW),
+    ("TCP_FLAGS", Label.ACCEPT_OVERFLOW, Label.ACCEPT_OVERFLOW),
+    # NO_SOCKET: the flow's history decides among the labels it allows
+    ("NO_SOCKET", Label.CLOSED_PORT, Label.CLOSED_PORT),
+    ("NO_SOCKET", Label.HALF_OPEN, Label.HALF_OPEN),
+    ("NO_SOCKET", Label.DATA_AFTER_CLOSE, Label.DATA_AFTER_CLOSE),
+    ("NO_SOCKET", Label.FOLLOW_UP, Label.FOLLOW_UP),
+])
+def test_the_kernels_reason_selects_the_label_at_high_confidence_naming_itself(
+        reason: str, wire: Label, label: Label) -> None:
+    verdict, agreement = confirmed(_wire_verdict(wire, Confidence.LOW), reason, f"{reason} in X")
+    assert agreement is True
+    assert (verdict.label, verdict.confidence) == (label, Confidence.HIGH)
+    assert f"{reason} in X" in verdict.evidence and verdict.kernel_reason == f"{reason} in X"
+
+
+@pytest.mark.parametrize(("reason", "wire"), [
+    ("TCP_STATE", Label.CLOSED_PORT), ("NO_SOCKET", Label.LINGER_ABORT),
+    ("TCP_ABORT_ON_CLOSE", Label.HALF_OPEN), ("INVALID_SYN", Label.DATA_AFTER_CLOSE),
+    ("TCP_KEEPALIVE_TIMEOUT", Label.UNREAD_DATA),
+])
+def test_a_reason_that_excludes_the_wires_label_is_a_disagreement_shown_in_the_evidence(
+        reason: str, wire: Label) -> None:
+    verdict, agreement = confirmed(_wire_verdict(wire), reason, reason)
+    assert agreement is False and not agrees(reason, _wire_verdict(wire))
+    assert (verdict.label, verdict.confidence) == (wire, Confidence.MEDIUM)
+    assert f"kernel's reason {reason} excludes {wire}" in verdict.evidence
+
+
+def test_a_reason_that_names_no_label_is_only_shown() -> None:
+    verdict, agreement = confirmed(_wire_verdict(Label.HALF_OPEN), "NOT_SPECIFIED", "NOT_SPECIFIED")
+    assert agreement is None and agrees("NOT_SPECIFIED", verdict) is None
+    assert verdict == replace(_wire_verdict(Label.HALF_OPEN), kernel_reason="NOT_SPECIFIED")
 
 
 needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
@@ -524,6 +542,8 @@ def test_kernel_reasons_agree_with_live_verdicts(live_runs: LiveRuns, name: str)
     for v in with_reason:
         reason = str(v["kernel_reason"]).split()[0]
         assert agrees(reason, _verdict(v)), v
+        if reason in SELECTS:  # the reason decided: high confidence, and it says so
+            assert v["confidence"] == "high" and str(v["kernel_reason"]) in str(v["evidence"])
     if name in KERNEL_REASON:
         assert KERNEL_REASON[name] in {str(v["kernel_reason"]).split()[0] for v in with_reason}
     if r.forged_from is not None:  # the path's forgeries: no kernel sent them
@@ -531,6 +551,29 @@ def test_kernel_reasons_agree_with_live_verdicts(live_runs: LiveRuns, name: str)
         assert forged and all("kernel_reason" not in v for v in forged)
     instance = next(line.rsplit(" ", 1)[1] for line in r.stderr if "kernel reasons from" in line)
     assert not Path(instance).exists(), "the tracing instance is left behind"
+
+
+# the label the kernel's reason selects for the scenario's own RST (issue 13's table)
+KERNEL_LABEL = {"linger-abort": ("TCP_STATE", "linger-abort"),
+                "unread-data": ("TCP_ABORT_ON_CLOSE", "unread-data"),
+                "data-after-close": ("TCP_TIMEWAIT_SOCKET", "data-after-close"),
+                "keepalive-timeout": ("TCP_KEEPALIVE_TIMEOUT", "keepalive-timeout"),
+                "accept-overflow": ("INVALID_SYN", "accept-overflow"),
+                "closed-port-v4": ("NO_SOCKET", "closed-port")}
+
+
+@netns
+@pytest.mark.parametrize("name", sorted(KERNEL_LABEL))
+def test_live_labels_each_rst_this_host_sends_as_the_kernels_reason_says(
+        live_runs: LiveRuns, name: str) -> None:
+    if not live_runs.kernel:
+        pytest.skip(f"tcp:tcp_send_reset not readable: {tracing_unavailable()}")
+    reason, label = KERNEL_LABEL[name]
+    decided = [v for v in live_runs[name].verdicts.values()
+               if str(v.get("kernel_reason", "")).split(" ")[0] == reason]
+    assert decided, live_runs[name].verdicts
+    assert {v["label"] for v in decided} == {label}
+    assert {v["confidence"] for v in decided} == {"high"}
 
 
 def _verdict(d: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -642,12 +685,14 @@ def test_no_view_keeps_a_terminal_free_of_the_live_view(requires_netns: None,
     assert "0 RSTs in 0 TCP flows" in text  # the summary at the end, either way
 
 
-def test_rsts_per_second_match_the_final_verdicts_of_the_replay() -> None:
-    """What the closing timeline draws: every RST once, at its second, under its final label."""
+def test_timeline_points_are_the_final_verdicts_at_their_own_times() -> None:
+    """What the closing timeline draws: every RST once, at its time (not its whole second,
+    so that its buckets are those of `read`), under its final label."""
     out, pipe = replay(public("censorship-detection__tripwire-1597963966.pcap"))
     final = latest([d for d, _ in out])
-    expected = Counter((int(float(d["ts"])), Label(str(d["label"]))) for d in final.values())
-    assert +pipe.per_second == expected
+    expected = Counter((round(float(d["ts"]), 6), Label(str(d["label"]))) for d in final.values())
+    assert Counter({(round(ts, 6), label): n for (ts, label), n in pipe.points.items()}) == \
+        expected
 
 
 def test_table_output_ends_with_the_rst_timeline_under_the_summary() -> None:
@@ -663,3 +708,41 @@ def test_table_output_ends_with_the_rst_timeline_under_the_summary() -> None:
     assert [row.split()[:2] for row in rows] == [["all", "3"], ["closed-port", "2"],
                                                  ["half-open", "1"]]
     assert "peak 00:16:39, 2 RSTs" in rows[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(evidence=st.text(), reason=st.text(), addr=st.text(max_size=40))
+def test_the_live_view_shows_capture_text_as_data_never_markup_or_escapes(
+        evidence: str, reason: str, addr: str) -> None:
+    """Whatever a capture puts into a verdict (a RST's payload in the evidence, addresses,
+    the kernel's reason), the table view neither fails nor passes an escape sequence on."""
+    from rstdiag.labels import Endpoint, Sender, Verdict
+
+    v = Verdict(7, 1e9, addr, 80, "fe80::1", 40000, "R.", Endpoint("fe80::1", 40000),
+                Endpoint(addr, 80), Sender.SERVER, Label.HALF_OPEN, Confidence.LOW, evidence,
+                kernel_reason=reason)
+    out = io.StringIO()
+    table = TableOutput(out, color=False, interactive=False, kernel_reasons=True)
+    table.verdict(v, False)
+    status = Status(addr, packets=1, rsts=1, counts={"half-open": 1},
+                    timeline=[(1e9, Label.HALF_OPEN, 1)], first_ts=1e9, last_ts=1e9)
+    table.console.print(table._render(status))
+    table.end(status, {})
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x9b" not in text and "\x00" not in text
+
+
+def test_the_live_view_prints_markup_in_a_rsts_text_and_ipv6_addresses_literally() -> None:
+    from rstdiag.labels import Endpoint, Sender, Verdict
+
+    evidence = "RST carries '[/] [link=file:///etc/passwd]y[/link] \x1b]8;;x\x07'"
+    v = Verdict(7, 1e9, "fe80::2", 80, "fe80::1", 40000, "R.", Endpoint("fe80::1", 40000),
+                Endpoint("fe80::2", 80), Sender.SERVER, Label.HALF_OPEN, Confidence.LOW,
+                evidence)
+    out = io.StringIO()
+    table = TableOutput(out, color=False, interactive=False, kernel_reasons=False)
+    table.verdict(v, False)
+    table.end(Status("eth0", rsts=1, counts={"half-open": 1}), {})
+    text = out.getvalue()
+    assert "[fe80::1]:40000 -> [fe80::2]:80" in text
+    assert "[/] [link=file:///etc/passwd]y[/link] \\x1b]8;;x\\x07" in text

@@ -7,10 +7,13 @@ verdicts and updates were published on the way.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rstdiag.analysis import analyze_file
 from rstdiag.labels import Endpoint, Verdict
-from rstdiag.metrics import OTHER_PORT, LiveMetrics, Totals
+from rstdiag.metrics import OTHER_PORT, LiveMetrics, MetricsEndpoint, Totals
 
 PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
 
@@ -144,3 +147,74 @@ def test_prometheus_client_is_imported_only_when_metrics_are_asked_for() -> None
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _scrape(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
+        response.read()
+        return response.status
+
+
+def test_slow_clients_cost_no_thread_and_cannot_keep_a_scrape_out() -> None:
+    metrics = LiveMetrics(max_ports=32)
+    endpoint = MetricsEndpoint(metrics, "127.0.0.1", 0)
+    endpoint.start()
+    threads = threading.active_count()
+    slow = []
+    try:
+        for _ in range(400):  # connected, never a request: what a slowloris does
+            slow.append(socket.create_connection(("127.0.0.1", endpoint.port), timeout=10))
+        assert _scrape(endpoint.port) == 200
+        assert threading.active_count() == threads
+    finally:
+        for sock in slow:
+            sock.close()
+        endpoint.close()
+
+
+def test_a_client_silent_past_the_timeout_is_dropped() -> None:
+    endpoint = MetricsEndpoint(LiveMetrics(max_ports=32), "127.0.0.1", 0, timeout=0.3)
+    endpoint.start()
+    try:
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the end of the headers
+            assert sock.recv(100) == b""  # closed by the endpoint, not by the test's timeout
+    finally:
+        endpoint.close()
+
+
+def test_two_hundred_concurrent_scrapes_are_all_answered() -> None:
+    endpoint = MetricsEndpoint(LiveMetrics(max_ports=32), "127.0.0.1", 0)
+    endpoint.start()
+    try:
+        with ThreadPoolExecutor(max_workers=200) as pool:
+            statuses = list(pool.map(_scrape, [endpoint.port] * 200))
+    finally:
+        endpoint.close()
+    assert statuses == [200] * 200
+
+
+def test_the_endpoint_answers_only_get_of_metrics() -> None:
+    endpoint = MetricsEndpoint(LiveMetrics(max_ports=32), "127.0.0.1", 0)
+    endpoint.start()
+    try:
+        for request, status in ((b"GET /other HTTP/1.0\r\n\r\n", b"404"),
+                                (b"POST /metrics HTTP/1.0\r\n\r\n", b"405"),
+                                (b"HEAD /metrics HTTP/1.0\r\n\r\n", b"200")):
+            with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock:
+                sock.sendall(request)
+                answer = b"".join(iter(lambda s=sock: s.recv(65536), b""))
+            assert answer.split()[1] == status
+    finally:
+        endpoint.close()
+
+
+def test_its_own_traffic_is_left_out_of_the_capture_filter() -> None:
+    local = MetricsEndpoint(LiveMetrics(max_ports=32), "127.0.0.1", 0)
+    anywhere = MetricsEndpoint(LiveMetrics(max_ports=32), "0.0.0.0", 0)
+    try:
+        assert local.own_traffic_filter() == f"host 127.0.0.1 and tcp port {local.port}"
+        assert anywhere.own_traffic_filter() == f"tcp port {anywhere.port}"
+    finally:
+        local.close()
+        anywhere.close()
