@@ -12,6 +12,8 @@ use crate::verdict::{py_fixed, Confidence, Effect, Endpoint, Label, Sender, Verd
 
 use Confidence::{High, Low, Medium};
 
+pub mod listeners;
+
 /// Seconds of silence after which a forgotten connection is the likely story.
 pub const IDLE_GAP: f64 = 30.0;
 pub const ACCEPT_BURST_SECONDS: f64 = 2.0;
@@ -1066,6 +1068,7 @@ pub fn classify(case: &RstCase) -> Verdict {
         duplicate_of: None,
         alternatives,
         effect,
+        story_hint: None,
     }
 }
 

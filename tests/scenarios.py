@@ -524,6 +524,30 @@ def unread_data_sigkill_v6(run: Run) -> None:
     unread_data_sigkill(run)
 
 
+@scenario("listener-closed", "a server listens (backlog 8) and never accept()s: two clients "
+          "connect and stay queued, the first sends a 10-byte request; the service then closes "
+          "its listener, whose queued connections get RST+ACK (kernel TCP_STATE: unread-data "
+          "with alternative linger-abort for the one with a request, linger-abort with "
+          "alternative unread-data for the other), and a client that tries again gets "
+          "closed-port (NO_SOCKET); every one of them tells that the listener closed")
+def listener_closed(run: Run) -> None:
+    srv = run.server_peer()
+    first = run.client_peer()
+    run.do(first, "send 10", "SENT")
+    second = run.client_peer()
+    time.sleep(0.05)  # the request is acknowledged, both connections wait in the queue
+    run.do(srv, "unlisten", "UNLISTENED")
+    run.do(first, "waitreset 3", "CLOSED ECONNRESET")
+    run.do(second, "waitreset 3", "CLOSED ECONNRESET")
+    time.sleep(0.2)
+    run.client_peer("ERR ECONNREFUSED")
+
+
+@scenario("listener-closed-v6", "listener-closed over IPv6", v6=True)
+def listener_closed_v6(run: Run) -> None:
+    listener_closed(run)
+
+
 @scenario("data-after-close", "server closes (FIN) right after accept; the client reads the "
           "EOF, 0.3 s later writes 10 bytes: bare RST from the server answering the data "
           "(data-after-close, kernel TCP_TIMEWAIT_SOCKET: orphaned FIN_WAIT2)")

@@ -172,6 +172,25 @@ def test_killed_process_with_an_unread_request_is_unread_data_or_linger_abort(
         "unread-data", "server", ("linger-abort",), "accepted")
 
 
+LISTENER_CLOSED = ("the listener on :8080 closed at #{} (later SYNs get closed-port); "
+                   "connections still queued were reset")
+
+
+@pytest.mark.parametrize("name", ["listener-closed", "listener-closed-v6"])
+def test_closing_a_listener_with_queued_connections_tells_it_on_every_rst(
+        runs: Runs, name: str) -> None:
+    r = runs[name]
+    vs = rst_verdicts(r.pcap)
+    assert [(str(v.label), str(v.sender), v.alternatives, str(v.effect)) for v in vs] == [
+        ("unread-data", "server", ("linger-abort",), "accepted"),  # the queued one with a request
+        ("linger-abort", "server", ("unread-data",), "accepted"),  # the queued one without
+        ("closed-port", "server", (), "accepted"),  # the client that tried again
+    ]
+    story = LISTENER_CLOSED.format(vs[0].frame)
+    assert all(story in v.evidence for v in vs)
+    assert all("listener closed" in v.hint and "accept queue" in v.hint for v in vs)
+
+
 def test_data_after_the_servers_close_is_data_after_close(runs: Runs) -> None:
     r = runs["data-after-close"]
     assert labels_and_senders(rst_verdicts(r.pcap)) == [("data-after-close", "server")]
