@@ -99,10 +99,12 @@ class Verdict:
     # the other labels the same wire evidence allows; a known kernel reason settles them
     alternatives: tuple[Label, ...] = ()
     effect: Effect = Effect.UNKNOWN
+    # the hint of a story that says more than the label (a closed listener), from the engine
+    story_hint: str | None = None
 
     @property
     def hint(self) -> str:
-        return HINTS[self.label]
+        return self.story_hint or HINTS[self.label]
 
     @property
     def open_alternatives(self) -> tuple[Label, ...]:

@@ -20,7 +20,7 @@ from typing import TextIO
 from rich.text import Text
 
 from .errors import RstdiagError
-from .labels import Endpoint, Sender, Verdict
+from .labels import Effect, Endpoint, Sender, Verdict
 from .records import ACK, FIN, RST, SYN, Packet, flag_string
 from .utctime import utc_text
 
@@ -592,9 +592,20 @@ def _heading(ladder: Ladder) -> list[str]:
     return lines
 
 
+# What each effect means for the connection, under the RST's verdict.
+EFFECT_MEANINGS: dict[Effect, str] = {
+    Effect.ACCEPTED: "the receiver took it: the connection ends there",
+    Effect.IGNORED: "the receiver dropped it (outside its window) and carried on as if nothing "
+                    "happened",
+    Effect.CHALLENGED: "in the receiver's window but not exact: a challenge ACK answered it "
+                       "(RFC 5961) and the connection lives on",
+    Effect.UNKNOWN: "the capture ends before the receiver shows what it did",
+}
+
+
 def _verdict_lines(row: Row, styles: Mapping[object, str], width: int) -> list[Text]:
-    """The verdict under a RST: cause, sender, confidence; evidence and hint wrapped to
-    `width` columns."""
+    """The verdict under a RST: cause, sender, confidence; its effect, the alternatives the
+    wire leaves open, evidence and hint wrapped to `width` columns."""
     v = row.verdict
     assert v is not None
     first = Text()
@@ -611,6 +622,12 @@ def _verdict_lines(row: Row, styles: Mapping[object, str], width: int) -> list[T
     fields = [("evidence", v.evidence, "")]
     if v.kernel_reason:
         fields.append(("kernel", v.kernel_reason, ""))
+    fields.append(("effect", f"{v.effect}: {EFFECT_MEANINGS[v.effect]}",
+                   "bold" if v.effect in (Effect.IGNORED, Effect.CHALLENGED) else ""))
+    if v.open_alternatives:
+        also = ", ".join(str(a) for a in v.open_alternatives)
+        fields.append(("also", f"{also} (the same packets; only the kernel's reason tells them "
+                               "apart)", ""))
     fields.append(("hint", v.hint, "italic"))
     for name, value, style in fields:
         head = f"  {name}: "

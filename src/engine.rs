@@ -6,7 +6,8 @@
 //! it has been judged, so memory holds the verdicts of the RSTs still waiting for their
 //! after-window, never the whole capture's. Accept-queue overflows wait a little longer: their
 //! confidence depends on their listener's other overflows within ACCEPT_BURST_SECONDS on
-//! either side.
+//! either side; a server's reset of a connection it never served waits LISTENER_SECONDS for
+//! the SYNs after it (a closing listener's story, rules::listeners).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
@@ -16,6 +17,7 @@ use crate::capture::{CaptureError, CaptureReader, Format};
 use crate::decode::{is_supported_linktype, Decoder};
 use crate::flows::{FlowTracker, RstCase, MAX_FLOWS};
 use crate::records::{Packet, RawFrame, RST};
+use crate::rules::listeners::{Listeners, LISTENER_SECONDS};
 use crate::rules::{as_duplicate, classify, ACCEPT_BURST_SECONDS};
 use crate::verdict::{Confidence, Endpoint, Label, Verdict};
 
@@ -90,6 +92,9 @@ struct Outbox {
     recent_order: VecDeque<u64>,
     /// times of each listener's accept-overflow verdicts (not copies), sorted
     overflows: HashMap<Endpoint, Vec<f64>>,
+    /// listeners closing across flows, and the verdicts waiting for the SYNs after them
+    listeners: Listeners,
+    held: HashSet<u64>,
 }
 
 impl Outbox {
@@ -104,6 +109,9 @@ impl Outbox {
             None => classify(case),
         };
         let frame = verdict.frame;
+        if self.listeners.note(case, &verdict) {
+            self.held.insert(frame);
+        }
         if let Some(ts) = self.unjudged.remove(&frame) {
             self.unjudged_times.remove(&(Time(ts), frame));
         }
@@ -148,7 +156,11 @@ impl Outbox {
                 return;
             }
             if let Some(now) = now {
-                if is_burst_member(head) && !self.burst_complete(head, now) {
+                if is_burst_member(head) && !self.window_complete(head, now, ACCEPT_BURST_SECONDS) {
+                    return;
+                }
+                if self.held.contains(&frame) && !self.window_complete(head, now, LISTENER_SECONDS)
+                {
                     return;
                 }
             }
@@ -158,22 +170,27 @@ impl Outbox {
             if is_burst_member(&verdict) {
                 self.refine(&mut verdict);
             }
+            self.held.remove(&frame);
+            self.listeners.settle(&mut verdict);
             out.push(verdict);
+        }
+        if let Some(now) = now {
+            self.listeners.prune(now);
         }
     }
 
-    /// Every overflow within the window around `v` is judged: the capture has moved past the
-    /// window and no RST inside it still waits.
-    fn burst_complete(&self, v: &Verdict, now: f64) -> bool {
-        if now - v.ts <= ACCEPT_BURST_SECONDS {
+    /// Every RST within `window` around `v` is judged: the capture has moved past the window
+    /// and no RST inside it still waits.
+    fn window_complete(&self, v: &Verdict, now: f64, window: f64) -> bool {
+        if now - v.ts <= window {
             return false;
         }
-        let low = (Time(v.ts - ACCEPT_BURST_SECONDS), 0);
+        let low = (Time(v.ts - window), 0);
         !self
             .unjudged_times
             .range(low..)
             .next()
-            .is_some_and(|((t, _), _)| (t.0 - v.ts).abs() <= ACCEPT_BURST_SECONDS)
+            .is_some_and(|((t, _), _)| (t.0 - v.ts).abs() <= window)
     }
 
     /// Several overflows to one listener at once confirm each other (as `refine_bursts`).
@@ -313,6 +330,14 @@ impl Analysis {
     /// The watched flow's packets so far, taken out of the engine.
     pub fn take_watched(&mut self) -> Vec<Packet> {
         std::mem::take(&mut self.watched)
+    }
+
+    /// One decoded packet through tracking and judging (the rules' tests feed conversations).
+    pub fn packet(&mut self, pkt: Packet) {
+        if pkt.ts > self.summary.last_ts.unwrap_or(f64::NEG_INFINITY) {
+            self.summary.last_ts = Some(pkt.ts);
+        }
+        self.track(pkt);
     }
 
     fn track(&mut self, pkt: Packet) {

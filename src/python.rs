@@ -151,6 +151,7 @@ fn verdict_tuple<'py>(py: Python<'py>, v: &Verdict) -> PyResult<Bound<'py, PyTup
         v.duplicate_of,
         v.alternatives.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         v.effect.as_str(),
+        v.story_hint,
     )
 }
 

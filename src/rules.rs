@@ -12,6 +12,8 @@ use crate::verdict::{py_fixed, Confidence, Effect, Endpoint, Label, Sender, Verd
 
 use Confidence::{High, Low, Medium};
 
+pub mod listeners;
+
 /// Seconds of silence after which a forgotten connection is the likely story.
 pub const IDLE_GAP: f64 = 30.0;
 pub const ACCEPT_BURST_SECONDS: f64 = 2.0;
@@ -650,6 +652,13 @@ pub fn bare_abortive_close(case: &RstCase) -> Option<Judgement> {
     )
 }
 
+/// Whether `prev` acknowledges less than the sender sent, by no more than the data it sent:
+/// the sender's last bytes were never acknowledged (it then gave up, and forgot the flow).
+fn gave_up(me: &SideState, prev: &Segment, nxt: u32) -> bool {
+    let behind = -seq_diff(prev.ack, nxt);
+    behind > 0 && behind as u64 <= me.data_bytes + 1
+}
+
 pub fn half_open(case: &RstCase) -> Option<Judgement> {
     let (rst, me) = (&case.rst, case.sender());
     if rst.flags & ACK != 0 {
@@ -693,7 +702,8 @@ pub fn half_open(case: &RstCase) -> Option<Judgement> {
         )
     } else if let Some(nxt) = me
         .nxt
-        .filter(|nxt| rst.seq == prev.ack && prev.flags & ACK != 0 && seq_diff(prev.ack, *nxt) != 0)
+        .filter(|nxt| rst.seq == prev.ack && prev.flags & ACK != 0 && !gave_up(me, prev, *nxt))
+        .filter(|nxt| seq_diff(prev.ack, *nxt) != 0)
     {
         (
             format!(
@@ -701,6 +711,21 @@ pub fn half_open(case: &RstCase) -> Option<Judgement> {
                  belongs to a connection the sender does not have",
                 me.relative(prev.ack),
                 me.relative(nxt)
+            ),
+            Medium,
+        )
+    } else if let Some(nxt) = me
+        .nxt
+        .filter(|nxt| rst.seq == prev.ack && prev.flags & ACK != 0 && gave_up(me, prev, *nxt))
+    {
+        (
+            format!(
+                "the segment acknowledges {}, behind the {who}'s next {}: the {who}'s last {} B \
+                 never got acknowledged, and its stack gave the connection up (retransmission \
+                 timeout or TCP_USER_TIMEOUT) and forgot it",
+                me.relative(prev.ack),
+                me.relative(nxt),
+                -seq_diff(prev.ack, nxt)
             ),
             Medium,
         )
@@ -1066,6 +1091,7 @@ pub fn classify(case: &RstCase) -> Verdict {
         duplicate_of: None,
         alternatives,
         effect,
+        story_hint: None,
     }
 }
 

@@ -220,11 +220,19 @@ pub struct Verdict {
     /// the other labels the same wire evidence allows (a kernel's reason would decide)
     pub alternatives: Vec<Label>,
     pub effect: Effect,
+    /// a hint for this RST's story when it says more than its label's (a closed listener)
+    pub story_hint: Option<&'static str>,
 }
+
+/// The hint of the RSTs a closing listener causes: its queued connections', later SYNs'.
+pub const LISTENER_CLOSED_HINT: &str = "the service's listener closed (stop, restart or \
+     deploy) with connections still in its accept queue: stop taking connections and drain \
+     the queue before closing, or hand the listening socket to the new process (socket \
+     activation, SO_REUSEPORT)";
 
 impl Verdict {
     pub fn hint(&self) -> &'static str {
-        self.label.hint()
+        self.story_hint.unwrap_or(self.label.hint())
     }
 }
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -124,6 +126,12 @@ def _peer_command(words: list[str], conn: socket.socket | None,
     if cmd == "shutdown":
         conn.shutdown({"wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}[args[0]])
         return "SHUT", conn
+    if cmd == "usertimeout":  # TCP_USER_TIMEOUT in ms: unacknowledged data gives up after it
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(args[0]))
+        return "OK", conn
+    if cmd == "get":  # one HTTP/1.1 request, the connection kept alive
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: rstdiag.test\r\n\r\n")
+        return "SENT", conn
     if cmd == "nodelay":
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return "OK", conn
@@ -257,21 +265,58 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _raw_socket(dst: str) -> socket.socket:
+    """A raw TCP socket: IPv4 takes our checksum, IPv6 computes it (IPV6_CHECKSUM)."""
+    if _family(dst) == socket.AF_INET6:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 16)
+        return s
+    return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+
+
+def _raw_segment(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
+                 options: bytes = b"", window: int = 64240) -> bytes:
+    """A TCP header (no payload) ready for a raw socket to `dst`."""
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, (5 + len(options) // 4) << 4,
+                      flags, window, 0, 0)
+    if _family(dst) == socket.AF_INET6:
+        return hdr + options  # the kernel fills the checksum in
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack(
+        "!BBH", 0, socket.IPPROTO_TCP, len(hdr) + len(options))
+    csum = _checksum(pseudo + hdr + options)
+    return hdr[:16] + struct.pack("!H", csum) + hdr[18:] + options
+
+
 def role_raw_syn(args: list[str]) -> None:
     """raw-syn SRC DST DPORT: one SYN from a raw socket (no socket of ours owns the flow)."""
     src, dst, dport = args[0], args[1], int(args[2])
     sport, seq = random.randint(40000, 60000), random.getrandbits(32)
     options = struct.pack("!BBH", 2, 4, 1460)  # MSS, like a scanner's SYN
-    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, (5 + 1) << 4, 0x02, 64240, 0, 0)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack(
-        "!BBH", 0, socket.IPPROTO_TCP, len(hdr) + len(options))
-    csum = _checksum(pseudo + hdr + options)
-    segment = hdr[:16] + struct.pack("!H", csum) + hdr[18:] + options
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-    s.sendto(segment, (dst, 0))
+    s = _raw_socket(dst)
+    s.sendto(_raw_segment(src, dst, sport, dport, seq, 0, 0x02, options), (dst, 0))
     _say("SENT", sport, seq)
     # the kernel answers the SYN+ACK for us (with a RST); wait a moment for it to pass
     select.select([s], [], [], 0.3)
+
+
+def role_syn_flood(args: list[str]) -> None:
+    """syn-flood SRC DST DPORT N FIRSTPORT: N SYNs from ports FIRSTPORT.. as fast as we can."""
+    src, dst, dport, n, first = args[0], args[1], int(args[2]), int(args[3]), int(args[4])
+    options = struct.pack("!BBH", 2, 4, 1460)
+    s = _raw_socket(dst)
+    for i in range(n):
+        s.sendto(_raw_segment(src, dst, first + i, dport, random.getrandbits(32), 0, 0x02,
+                              options), (dst, 0))
+    _say("FLOODED", n)
+
+
+def role_raw_rst(args: list[str]) -> None:
+    """raw-rst SRC DST SPORT DPORT SEQ: one bare RST with that sequence number."""
+    src, dst, sport, dport, seq = args[0], args[1], int(args[2]), int(args[3]), int(args[4])
+    s = _raw_socket(dst)
+    s.sendto(_raw_segment(src, dst, sport, dport, seq % (1 << 32), 0, 0x04, window=0),
+             (dst, 0))
+    _say("SENT", sport, seq)
 
 
 ROLES: dict[str, Callable[[list[str]], None]] = {
@@ -280,6 +325,8 @@ ROLES: dict[str, Callable[[list[str]], None]] = {
     "slow-acceptor": role_slow_acceptor,
     "loop-clients": role_loop_clients,
     "raw-syn": role_raw_syn,
+    "syn-flood": role_syn_flood,
+    "raw-rst": role_raw_rst,
 }
 
 
@@ -332,6 +379,11 @@ class Scenario:
     # after the capture: the RSTs the scenario exists for (none -> LabError), from the
     # primary capture's segments
     check: Callable[[list[Segment], Run], list[Segment]] | None = None
+    tools: tuple[str, ...] = ()  # programs it runs besides ip, tcpdump and nft
+
+    def missing(self) -> list[str]:
+        """The programs it needs that this host lacks."""
+        return [tool for tool in self.tools if shutil.which(tool) is None]
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -354,6 +406,7 @@ class Run:
         self.client = lab.cli.v6 if v6 else lab.cli.v4
         self.server = lab.srv.v6 if v6 else lab.srv.v4
         self.log: list[str] = []
+        self.pcaps: list[Path] = []  # the captures being written, the primary first
 
     def role(self, side: str, role: str, *args: object) -> Proc:
         ns = getattr(self.lab, side).ns
@@ -524,6 +577,30 @@ def unread_data_sigkill_v6(run: Run) -> None:
     unread_data_sigkill(run)
 
 
+@scenario("listener-closed", "a server listens (backlog 8) and never accept()s: two clients "
+          "connect and stay queued, the first sends a 10-byte request; the service then closes "
+          "its listener, whose queued connections get RST+ACK (kernel TCP_STATE: unread-data "
+          "with alternative linger-abort for the one with a request, linger-abort with "
+          "alternative unread-data for the other), and a client that tries again gets "
+          "closed-port (NO_SOCKET); every one of them tells that the listener closed")
+def listener_closed(run: Run) -> None:
+    srv = run.server_peer()
+    first = run.client_peer()
+    run.do(first, "send 10", "SENT")
+    second = run.client_peer()
+    time.sleep(0.05)  # the request is acknowledged, both connections wait in the queue
+    run.do(srv, "unlisten", "UNLISTENED")
+    run.do(first, "waitreset 3", "CLOSED ECONNRESET")
+    run.do(second, "waitreset 3", "CLOSED ECONNRESET")
+    time.sleep(0.2)
+    run.client_peer("ERR ECONNREFUSED")
+
+
+@scenario("listener-closed-v6", "listener-closed over IPv6", v6=True)
+def listener_closed_v6(run: Run) -> None:
+    listener_closed(run)
+
+
 @scenario("data-after-close", "server closes (FIN) right after accept; the client reads the "
           "EOF, 0.3 s later writes 10 bytes: bare RST from the server answering the data "
           "(data-after-close, kernel TCP_TIMEWAIT_SOCKET: orphaned FIN_WAIT2)")
@@ -669,6 +746,279 @@ def client_abort_timeout(run: Run) -> None:
     time.sleep(1.0)  # the SYN+ACK retransmission is due 1 s after the first
 
 
+def _saddr(run: Run) -> str:
+    """The nft match of a packet from the client, in the scenario's address family."""
+    return f"{'ip6' if run.v6 else 'ip'} saddr {run.client}"
+
+
+def _nat_flush(run: Run) -> None:
+    """Request/reply through a masquerading router; its conntrack table is flushed; the
+    client's next request crosses untranslated (nf_conntrack_tcp_loose=0: a mid-stream packet
+    starts no entry) and reaches the server from an address it has no connection with."""
+    run.nft("rtr", "table inet rstdiag_nat {\n  chain postrouting {\n"
+                   "    type nat hook postrouting priority srcnat; policy accept;\n"
+                   '    oifname "eth1" masquerade\n  }\n}\n')
+    run.sysctl("rtr", "net.netfilter.nf_conntrack_tcp_loose", "0")
+    srv, cli = run.connected_pair()
+    run.do(cli, "send 10", "SENT")
+    run.do(srv, "recv 10", "RECV 10")
+    run.do(srv, "send 10", "SENT")
+    run.do(cli, "recv 10", "RECV 10")
+    time.sleep(0.05)
+    family = "ipv6" if run.v6 else "ipv4"
+    run.log.append(f"conntrack -F -f {family} in rtr")
+    run.lab.run(run.lab.rtr.ns, "conntrack", "-F", "-f", family)
+    run.do(cli, "send 10", "SENT")
+    run.do(cli, "waitreset 3", "CLOSED ECONNRESET")
+
+
+NAT_FLUSH = ("the router masquerades the client (nftables), its conntrack entry is flushed "
+             "mid-connection (`conntrack -F` in the router ns, nf_conntrack_tcp_loose=0); the "
+             "client's next request reaches the server untranslated, from an address the server "
+             "has no connection with, and the server's bare RST at the request's ack number "
+             "ends the client's connection (half-open, kernel TCP_FLAGS: the listener answered)."
+             " Captured on the client side and on the server side (-server-side)")
+
+
+@scenario("nat-flush", NAT_FLUSH, tools=("conntrack",),
+          captures=(("", "cli"), ("-server-side", "srv")))
+def nat_flush(run: Run) -> None:
+    _nat_flush(run)
+
+
+@scenario("nat-flush-v6", "nat-flush over IPv6 (NAT66 masquerade)", v6=True,
+          tools=("conntrack",), captures=(("", "cli"), ("-server-side", "srv")))
+def nat_flush_v6(run: Run) -> None:
+    _nat_flush(run)
+
+
+FLOOD_PORTS = 20000  # the flood's source ports, below the ephemeral range of real clients
+
+
+def _syn_flood(run: Run) -> None:
+    run.sysctl("srv", "net.ipv4.tcp_syncookies", "1")
+    run.nft("cli", _table("input", "input", f"tcp dport {FLOOD_PORTS}-{FLOOD_PORTS + 9999} "
+                                            "drop"))  # the flood's SYN+ACKs die quietly
+    srv = run.role("srv", "slow-acceptor", run.server, PORT, 1, 0.1)
+    run.expect(srv, "READY")
+    flood = run.role("cli", "syn-flood", run.client, run.server, PORT, 300, FLOOD_PORTS)
+    run.expect(flood, "FLOODED")
+    cli = run.role("cli", "loop-clients", run.server, PORT, 8, 3.2)
+    run.expect(cli, "COUNTS", timeout=10)
+    cookies = _netstat(run, "srv", "TcpExt", "SyncookiesSent")
+    run.log.append(f"srv TcpExt SyncookiesSent={cookies}")
+    if not cookies:
+        raise LabError("syn-flood: the server sent no SYN cookie")
+
+
+def _netstat(run: Run, side: str, group: str, name: str) -> int:
+    """One counter of /proc/net/netstat as the namespace `side` sees it."""
+    text = run.lab.run(getattr(run.lab, side).ns, "cat", "/proc/net/netstat").stdout
+    lines = [line.split() for line in text.splitlines()]
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names and names[0] == f"{group}:" and name in names:
+            return int(values[names.index(name)])
+    return 0
+
+
+SYN_FLOOD = ("300 SYNs from raw sockets (their SYN+ACKs dropped in the client ns) fill the "
+             "listen(1) queue of a server that accept()s, sleeps 100 ms and closes, so SYN "
+             "cookies answer every SYN (tcp_syncookies=1); under the flood 8 client threads "
+             "connect, send and close in a loop for 3.2 s as in accept-overflow-loop: the "
+             "cookie handshakes the full accept queue cannot take are answered by the listener's"
+             " bare RST when the client's FIN comes (accept-overflow, kernel TCP_FLAGS in "
+             "TCP_LISTEN); the flood itself draws no RST")
+
+
+@scenario("syn-flood-cookies", SYN_FLOOD, check=lambda segs, run: _server_rsts(segs, run))
+def syn_flood_cookies(run: Run) -> None:
+    _syn_flood(run)
+
+
+@scenario("syn-flood-cookies-v6", "syn-flood-cookies over IPv6", v6=True,
+          check=lambda segs, run: _server_rsts(segs, run))
+def syn_flood_cookies_v6(run: Run) -> None:
+    _syn_flood(run)
+
+
+def _user_timeout(run: Run) -> None:
+    srv, cli = run.connected_pair()
+    run.do(cli, "usertimeout 800", "OK")
+    run.do(cli, "send 10", "SENT")
+    run.do(srv, "recv 10", "RECV 10")
+    time.sleep(0.05)  # the server's ACK gets through
+    run.nft("srv", _table("input", "input", f"{_saddr(run)} drop"))
+    run.do(cli, "send 10", "SENT")
+    run.do(cli, "waitreset 4", "CLOSED ETIMEDOUT", timeout=6)
+    run.nft("srv", DROP_TABLE)
+    run.do(srv, "send 10", "SENT")
+    time.sleep(0.3)
+
+
+USER_TIMEOUT = ("the client sets TCP_USER_TIMEOUT 800 ms; after one request the server ns "
+                "drops the client's packets, the client's second request is retransmitted "
+                "until the timeout and the connection dies without a RST (ETIMEDOUT); the path "
+                "heals and the server's reply gets a bare RST from the client's kernel at the "
+                "reply's ack number, behind the client's unacknowledged request (half-open, "
+                "kernel NO_SOCKET)")
+
+
+@scenario("user-timeout", USER_TIMEOUT)
+def user_timeout(run: Run) -> None:
+    _user_timeout(run)
+
+
+@scenario("user-timeout-v6", "user-timeout over IPv6", v6=True)
+def user_timeout_v6(run: Run) -> None:
+    _user_timeout(run)
+
+
+def _next_seq(run: Run, addr: str) -> tuple[int, int]:
+    """(source port, next sequence number) of what `addr` sent so far, from the capture being
+    written (tcpdump -U)."""
+    time.sleep(0.1)
+    want = str(ipaddress.ip_address(addr))
+    sent = [s for s in read_segments(run.pcaps[0]) if s.src == want and not s.rst]
+    if not sent:
+        raise LabError(f"no segment from {addr} captured yet")
+    last = max(sent, key=lambda s: (s.seq - sent[0].seq) % (1 << 32) + s.length
+               + ("F" in s.flags))
+    return last.sport, last.seq + last.length + ("F" in last.flags)
+
+
+def _crafted_rst(run: Run, offset: int) -> None:
+    """A bare RST in the client's name, `offset` from the client's next sequence number,
+    from a raw socket in the client ns (the client's host, not its socket, sends it)."""
+    sport, nxt = _next_seq(run, run.client)
+    run.log.append(f"raw RST at the client's next seq {offset:+d}")
+    crafted = run.role("cli", "raw-rst", run.client, run.server, sport, PORT, nxt + offset)
+    run.expect(crafted, "SENT")
+    crafted.wait(5)
+
+
+def _challenge_ack(run: Run) -> None:
+    srv, cli = run.connected_pair()
+    run.do(cli, "send 10", "SENT")
+    run.do(srv, "recv 10", "RECV 10")
+    run.do(srv, "send 10", "SENT")
+    run.do(cli, "recv 10", "RECV 10")
+    _crafted_rst(run, 1000)
+    time.sleep(0.1)
+    run.do(cli, "send 10", "SENT")
+    run.do(srv, "recv 10", "RECV 10")
+
+
+CHALLENGE = ("after a request and its reply, a bare RST 1000 past the client's next sequence "
+             "number (in the server's window, not exact) from a raw socket in the client ns: "
+             "the server answers with a challenge ACK (RFC 5961) and the connection goes on, "
+             "the client's next request is read (injected in the client's name by its own host,"
+             " effect challenged; no kernel reason: no stack sent it)")
+
+
+@scenario("challenge-ack", CHALLENGE, forged=True)
+def challenge_ack(run: Run) -> None:
+    _challenge_ack(run)
+
+
+@scenario("challenge-ack-v6", "challenge-ack over IPv6", v6=True, forged=True)
+def challenge_ack_v6(run: Run) -> None:
+    _challenge_ack(run)
+
+
+def _rst_behind_window(run: Run) -> None:
+    srv, cli = run.connected_pair()
+    run.do(cli, "send 10", "SENT")
+    run.do(srv, "recv 10", "RECV 10")
+    run.do(cli, "shutdown wr", "SHUT")
+    run.do(srv, "recv 1 1", "EOF")
+    _crafted_rst(run, -100)
+    run.do(srv, "send 100000", "SENT")
+    run.do(cli, "recv 100000", "RECV 100000")
+    run.do(srv, "close", "CLOSED")
+    run.do(cli, "recv 1", "EOF")
+
+
+BEHIND_WINDOW = ("seed 003 as far as a Linux receiver allows: the client sends its request and "
+                 "its FIN, the server (CLOSE_WAIT) streams 100 kB while a bare RST in the "
+                 "client's name lands 100 before the server's window (Linux accepts one "
+                 "exactly one before it in CLOSE_WAIT, so the seed's seq=421 would be "
+                 "accepted): the server ignores it and streams on (injected by the client's "
+                 "host, effect ignored)")
+
+
+@scenario("rst-behind-window", BEHIND_WINDOW, forged=True)
+def rst_behind_window(run: Run) -> None:
+    _rst_behind_window(run)
+
+
+@scenario("rst-behind-window-v6", "rst-behind-window over IPv6", v6=True, forged=True)
+def rst_behind_window_v6(run: Run) -> None:
+    _rst_behind_window(run)
+
+
+HAPROXY_CFG = """global
+    maxconn 64
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 5s
+    timeout server 5s
+    timeout http-keep-alive 300ms
+frontend web
+    bind {bind}
+    option nolinger
+    default_backend app
+backend app
+    server app1 127.0.0.1:{backend}
+"""
+BACKEND_PORT = 9000
+
+
+def _wait_listening(run: Run, side: str, port: int, timeout: float = 10.0) -> None:
+    ns = getattr(run.lab, side).ns
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = run.lab.run(ns, "ss", "-ltnH", f"sport = :{port}").stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise LabError(f"nothing listens on :{port} in {side} after {timeout}s")
+
+
+def _haproxy(run: Run) -> None:
+    backend = run.lab.popen(run.lab.srv.ns, sys.executable, "-m", "http.server", "--bind",
+                            "127.0.0.1", str(BACKEND_PORT), name="srv:backend", stdin=False)
+    cfg = run.lab.tmpdir / "haproxy.cfg"
+    bind = f"[{run.server}]:{PORT}" if run.v6 else f"{run.server}:{PORT}"
+    cfg.write_text(HAPROXY_CFG.format(bind=bind, backend=BACKEND_PORT))
+    run.lab.popen(run.lab.srv.ns, "haproxy", "-db", "-f", str(cfg), name="srv:haproxy",
+                  stdin=False)
+    _wait_listening(run, "srv", BACKEND_PORT)
+    _wait_listening(run, "srv", PORT)
+    run.log.append(f"haproxy (option nolinger, http-keep-alive 300ms) -> {backend.name}")
+    cli = run.client_peer()
+    run.do(cli, "get", "SENT")
+    run.do(cli, "recvsome 65536", "RECV")
+    run.do(cli, "waitreset 3", "CLOSED")  # EPIPE: HAProxy's FIN came just before its RST
+
+
+HAPROXY = ("HAProxy (Debian's package) in the server ns with `option nolinger` proxies to a "
+           "Python HTTP server; the client sends one keep-alive request, reads the reply and "
+           "waits: after `timeout http-keep-alive` (300 ms) HAProxy shuts the idle client "
+           "connection down (FIN) and closes it with SO_LINGER {1,0}: RST+ACK after its FIN "
+           "(linger-abort with alternative unread-data, kernel TCP_STATE)")
+
+
+@scenario("haproxy-nolinger", HAPROXY, tools=("haproxy",))
+def haproxy_nolinger(run: Run) -> None:
+    _haproxy(run)
+
+
+@scenario("haproxy-nolinger-v6", "haproxy-nolinger over IPv6", v6=True, tools=("haproxy",))
+def haproxy_nolinger_v6(run: Run) -> None:
+    _haproxy(run)
+
+
 # ------------------------------------------------------------------------------- running
 
 
@@ -693,6 +1043,7 @@ def run_scenario(name: str, outdir: Path, block: int | None = None,
             sides = {"cli": lab.cli.ns, "srv": lab.srv.ns}
             caps = [(suffix, lab.capture(sides[side], outdir / f"{name}{suffix}.pcap"))
                     for suffix, side in sc.captures]
+            run.pcaps = [cap.path for _, cap in caps]
             try:
                 for _, cap in caps:
                     cap.start()
@@ -719,7 +1070,8 @@ def run_scenario(name: str, outdir: Path, block: int | None = None,
 
 
 # the scenarios that take 1.5 s and more: started first when running several
-SLOW = ("keepalive-timeout", "client-abort-timeout", "accept-overflow-loop", "closed-port-retry")
+SLOW = ("keepalive-timeout", "client-abort-timeout", "accept-overflow-loop", "closed-port-retry",
+        "syn-flood-cookies", "syn-flood-cookies-v6", "user-timeout", "user-timeout-v6")
 
 
 def run_with_retry(name: str, outdir: Path, attempts: int = 2) -> ScenarioResult:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conversation import Conversation, handshake
 from corpus import public
 
 from rstdiag.labels import Confidence, Endpoint, Label, Sender, Verdict
@@ -435,3 +436,77 @@ def test_explain_draws_each_real_kernel_seed_scenario(capture: str, frame: int,
 def test_a_frame_that_is_not_tcp_says_what_it_is() -> None:
     with pytest.raises(ExplainError, match=r"^frame 45 is not a TCP packet \(IP but not TCP\)$"):
         explain_file(str(public("zeek__mapi.pcap")), frame=45)
+
+
+# --- the effect and the alternatives under a verdict -------------------------------------------
+
+def _seed_003() -> Conversation:
+    """Seed 003: the client's FIN, then a firewall's RST with the pre-FIN sequence number, one
+    before the server's window, while the server streams; the server retransmits."""
+    c = Conversation()
+    c.client("S", seq=0).server("SA", seq=9000, ack=1).client("A", seq=1, ack=9001)
+    c.client("PA", seq=1, ack=9001, length=420).server("A", seq=9001, ack=421)
+    c.server("PA", seq=9001, ack=421, length=1000).client("FA", seq=421, ack=10001)
+    c.server("A", seq=10001, ack=422).server("PA", seq=10001, ack=422, length=1000)
+    c.client("RA", seq=421, ack=10001, ttl=63)
+    c.server("PA", seq=10001, ack=422, length=1000, gap=0.4)
+    c.server("PA", seq=10001, ack=422, length=1000, gap=0.8)
+    return c
+
+
+def _unanswered_request() -> Conversation:
+    c = handshake(Conversation())
+    c.client("PA", seq=1001, ack=5001, length=10).server("A", seq=5001, ack=1011)
+    return c.server("RA", seq=5001, ack=1011)
+
+
+def _explain(tmp_path: Path, conversation: Conversation, frame: int, *args: str) -> str:
+    path = tmp_path / "conversation.pcap"
+    path.write_bytes(conversation.capture())
+    result = run("explain", str(path), "--frame", str(frame), *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _field(lines: list[str], start: int, name: str) -> str:
+    """The text of field `name` under the verdict drawn after line `start`, with the lines it
+    wraps onto (indented to its text's column)."""
+    for n, line in enumerate(lines[start + 1:], start + 1):
+        head = line.find(f"{name}: ")
+        if head >= 0 and not line[:head].strip():
+            column = head + len(name) + 2
+            text = [line[column:]]
+            for more in lines[n + 1:]:
+                if more[:column].strip() or not more[column:].strip():
+                    break
+                text.append(more[column:])
+            return " ".join(text)
+    raise AssertionError(f"no {name} field after line {start}")
+
+
+@needs_entry_point
+def test_the_ladder_shows_a_rst_the_receiver_ignored_and_the_retransmissions_after_it(
+        tmp_path: Path) -> None:
+    lines = _explain(tmp_path, _seed_003(), 10).splitlines()
+    i = _row_line(lines, 10)
+    assert "ignored: the receiver dropped it (outside its window) and carried on" in \
+        _field(lines, i, "effect")
+    assert "1 before the server's window" in _field(lines, i, "evidence")
+    assert _row_line(lines, 11) > i and _row_line(lines, 12) > i  # the retransmissions
+
+
+@needs_entry_point
+def test_the_ladder_json_carries_each_rsts_effect_and_alternatives(tmp_path: Path) -> None:
+    doc = json.loads(_explain(tmp_path, _seed_003(), 10, "--format", "json"))
+    assert [(v["frame"], v["effect"]) for v in doc["rsts"]] == [(10, "ignored")]
+    doc = json.loads(_explain(tmp_path, _unanswered_request(), 6, "--format", "json"))
+    assert [(v["label"], v["alternatives"], v["effect"]) for v in doc["rsts"]] == [
+        ("unread-data", ["linger-abort"], "accepted")]
+
+
+@needs_entry_point
+def test_the_ladder_names_the_alternatives_the_wire_leaves_open(tmp_path: Path) -> None:
+    lines = _explain(tmp_path, _unanswered_request(), 6).splitlines()
+    i = _row_line(lines, 6)
+    assert _field(lines, i, "also").startswith("linger-abort (the same packets")
+    assert _field(lines, i, "effect").startswith("accepted: the receiver took it")

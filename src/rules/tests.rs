@@ -10,6 +10,7 @@ use crate::records::{Packet, PSH};
 
 mod conversations;
 mod expert;
+mod listeners;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
@@ -170,6 +171,24 @@ pub(super) fn check(lines: &[&str], expected: &[Expected]) {
 }
 
 use crate::verdict::addr_text;
+
+/// The verdicts of a conversation as the engine releases them (across flows: a closing
+/// listener's resets wait for the SYNs after them): after the capture's end, or without
+/// `finish` as far as the capture so far lets them leave (a sweep at the last packet's time).
+pub(super) fn engine_verdicts(lines: &[&str], finish: bool) -> Vec<Verdict> {
+    let mut analysis = crate::engine::Analysis::new(None);
+    let mut now = 0.0;
+    for pkt in packets(lines) {
+        now = pkt.ts;
+        analysis.packet(pkt);
+    }
+    if finish {
+        analysis.finish(true);
+    } else {
+        analysis.sweep_at(now);
+    }
+    analysis.take()
+}
 
 /// (label, sender, confidence, alternatives, effect) of each verdict, with its evidence.
 pub(super) fn judgements(lines: &[&str]) -> Vec<(String, String)> {
@@ -503,6 +522,7 @@ fn overflow(frame: u64, ts: f64, port: u16) -> Verdict {
         duplicate_of: None,
         alternatives: Vec::new(),
         effect: Effect::Accepted,
+        story_hint: None,
     }
 }
 

@@ -226,3 +226,29 @@ fn rst_whose_receiver_keeps_silent_is_accepted_and_one_the_capture_cuts_is_unkno
     let (what, _) = one(&lines);
     assert!(what.ends_with(" unknown"), "{what}");
 }
+
+#[test]
+fn reply_to_a_client_that_gave_up_its_unacknowledged_request_is_half_open_saying_so() {
+    // the server never got the second request; the client's stack gave up retransmitting it
+    // (TCP_USER_TIMEOUT) and answers the late reply as a stack without the connection
+    let (what, evidence) = one(&[
+        "c S seq=1000",
+        "s SA seq=5000 ack=1001",
+        "c A seq=1001 ack=5001",
+        "c PA seq=1001 ack=5001 len=10",
+        "s A seq=5001 ack=1011",
+        "c PA seq=1011 ack=5001 len=10",
+        "c PA seq=1011 ack=5001 len=10 gap=0.2",
+        "c PA seq=1011 ack=5001 len=10 gap=0.4",
+        "s PA seq=5001 ack=1011 len=10 gap=1",
+        "c R seq=1011",
+    ]);
+    assert_eq!(what, "half-open client medium [] accepted");
+    assert!(
+        evidence.contains(
+            "the segment acknowledges 11, behind the client's next 21: the client's last 10 B \
+             never got acknowledged"
+        ),
+        "{evidence}"
+    );
+}
