@@ -678,3 +678,13 @@ def test_a_flood_of_100k_rsts_finishes_within_bounded_memory(floods: dict[str, M
     else:
         assert labels == {"unknown"}
         assert peak_mib < 500, f"peak RSS {peak_mib} MiB"
+
+
+@pytest.mark.parametrize("major", [2, 9, 0xFFFF])
+def test_a_pcapng_of_another_major_version_is_refused_with_one_line(major: int) -> None:
+    header = bytearray(S.shb())
+    struct.pack_into("<HH", header, 12, major, 0)
+    with pytest.raises(CaptureError) as raised:
+        Analysis("v").run_stream(io.BytesIO(bytes(header) + S.idb(S.RAW)))
+    assert str(raised.value) == (f"unsupported pcapng section header: version {major}.0, and "
+                                 "rstdiag reads version 1")

@@ -154,6 +154,9 @@ impl Section {
             self.order = order;
             length = order.u32(avail, 4).unwrap_or_default();
             self.interfaces.clear();
+            if let Some(problem) = version_problem(order, avail) {
+                return corrupt(tally, offset, btype, tally.frame, &problem);
+            }
         }
         if let Some(problem) = block_length_problem(length, min_length(btype)) {
             return corrupt(tally, offset, btype, tally.frame, &problem);
@@ -231,6 +234,15 @@ impl Section {
     }
 }
 
+/// Why a section cannot be read, from its header's version: the specification has readers
+/// skip a major version they do not know (its blocks may mean something else), and every
+/// writer in use writes 1.0 or 1.2.
+fn version_problem(order: Order, header: &[u8]) -> Option<String> {
+    let major = order.u16(header, 12)?;
+    let minor = order.u16(header, 14)?;
+    (major != 1).then(|| format!("version {major}.{minor}, and rstdiag reads version 1"))
+}
+
 /// A damaged first Section Header Block means the file cannot be read at all: the checks of
 /// the one at the start of `avail` (at least HEAD_LEN bytes). Ok(None) when it is whole and
 /// sound, Ok(Some(n)) when n bytes must be buffered first, Err with the error's text.
@@ -246,6 +258,9 @@ pub(super) fn first_section_header_problem(avail: &[u8]) -> Result<Option<usize>
     let length = order.u32(avail, 4).unwrap_or_default();
     if let Some(problem) = block_length_problem(length, SHB_MIN_LEN) {
         return Err(format!("corrupt pcapng section header: {problem}"));
+    }
+    if let Some(problem) = version_problem(order, avail) {
+        return Err(format!("unsupported pcapng section header: {problem}"));
     }
     let len = length as usize;
     if avail.len() < len {

@@ -809,3 +809,69 @@ fn sample_pcapng_has_the_frames_tshark_counts() {
 fn closed_port_pcap_has_the_frames_tshark_counts() {
     assert_eq!(count_file("pcaps/closed-port-v4.pcap"), (2, vec![]));
 }
+
+/// A section header of version `major`.`minor` (the fixtures write 1.0).
+fn shb_version(major: u16, minor: u16, big: Big) -> Vec<u8> {
+    let mut header = shb(big);
+    let (hi, lo) = if big {
+        (major.to_be_bytes(), minor.to_be_bytes())
+    } else {
+        (major.to_le_bytes(), minor.to_le_bytes())
+    };
+    if let Some(field) = header.get_mut(12..16) {
+        field.copy_from_slice(&[hi[0], hi[1], lo[0], lo[1]]);
+    }
+    header
+}
+
+#[test]
+fn pcapng_of_a_major_version_other_than_1_is_refused_with_its_version() {
+    for (major, minor) in [(2, 0), (9, 1), (0xFFFF, 0), (0, 0)] {
+        let err = error(&shb_version(major, minor, false));
+        assert_eq!(
+            err.message,
+            format!(
+                "unsupported pcapng section header: version {major}.{minor}, and rstdiag \
+                 reads version 1"
+            )
+        );
+        assert_eq!(err.offset, Some(0));
+    }
+}
+
+#[test]
+fn pcapng_minor_versions_of_1_are_read() {
+    for minor in [0, 2, 7] {
+        let data = cat(&[
+            &shb_version(1, minor, true),
+            &idb(RAW_IP as u16, b"", true),
+            &epb(0, 0, b"\x45", None, true),
+        ]);
+        assert_eq!(read(&data).frames.len(), 1);
+    }
+}
+
+#[test]
+fn a_later_section_of_another_major_version_ends_the_reading_with_a_warning() {
+    let first = cat(&[
+        &shb(false),
+        &idb(RAW_IP as u16, b"", false),
+        &epb(0, 0, b"\x45", None, false),
+    ]);
+    let data = cat(&[
+        &first,
+        &shb_version(2, 0, false),
+        &idb(RAW_IP as u16, b"", false),
+        &epb(0, 0, b"\x45", None, false),
+    ]);
+    let read = read(&data);
+    assert_eq!(read.frames.len(), 1);
+    assert_eq!(
+        read.warnings,
+        vec![format!(
+            "corrupt pcapng block at byte offset {} (type 0x0a0d0d0a): version 2.0, and rstdiag \
+             reads version 1; stopped reading, kept the 1 frame before it",
+            first.len()
+        )]
+    );
+}
