@@ -15,11 +15,13 @@ import io
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -688,3 +690,36 @@ def test_a_pcapng_of_another_major_version_is_refused_with_one_line(major: int) 
         Analysis("v").run_stream(io.BytesIO(bytes(header) + S.idb(S.RAW)))
     assert str(raised.value) == (f"unsupported pcapng section header: version {major}.0, and "
                                  "rstdiag reads version 1")
+
+
+@needs_entry_point
+def test_reading_files_in_parallel_on_a_busy_cpu_never_hangs(tmp_path: Path) -> None:
+    """The forked worker pool that engine threads replaced hung `read` now and then when a CPU
+    was busy and its workers were stopped early (issue 16.2). 200 runs of `read -j 2` on two
+    captures (a BSD loopback one and a pcapng of two sections and Simple Packet Blocks, the
+    kinds that hung), every fourth stopped by SIGTERM as it starts, with the other CPU busy:
+    each ends, with status 0 or 130 (or killed by the signal, when it came before Python had
+    started), and no traceback."""
+    loop = tmp_path / "loop.pcap"
+    loop.write_bytes(S.pcap([(t, S.null(p)) for t, p in S.conversation()] * 400, S.LOOP))
+    ips = [p for _, p in S.conversation()]
+    sections = tmp_path / "sections.pcapng"
+    sections.write_bytes((S.shb() + S.idb(S.RAW) + b"".join(S.spb(p) for p in ips)) * 400)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        for n in range(200):
+            proc = subprocess.Popen([RSTDIAG, "read", "-q", "-j", "2", str(loop), str(sections)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if n % 4 == 3:
+                time.sleep(0.01 * (n % 7))
+                proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"run {n} hung")
+            assert proc.returncode in (0, 130, -signal.SIGTERM), (n, proc.returncode, err)
+            assert b"Traceback" not in err, (n, err)
+    finally:
+        busy.kill()
+        busy.wait()
