@@ -171,14 +171,15 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]
 
 
 def _xml_text(text: str) -> str:
-    """Text XML 1.0 can carry, made visible: characters it forbids become \\xNN."""
-    text = visible(text)
+    """Text XML 1.0 can carry, made visible line by line: characters it forbids become \\xNN
+    (the newlines are rstdiag's own: capture text is made visible before it gets here)."""
+    text = "\n".join(visible(part) for part in text.split("\n"))
     return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _classname(path: str) -> str:
     """`rstdiag.<file name>`: Jenkins splits class names at dots into package and class."""
-    return "rstdiag." + os.path.basename(path).replace(".", "_")
+    return "rstdiag." + visible(os.path.basename(path)).replace(".", "_")
 
 
 def _junit_detail(v: Verdict) -> str:

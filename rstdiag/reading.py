@@ -322,9 +322,9 @@ class _FileRun:
             else:
                 self.core.open(path)
         except _core.CaptureError as exc:
+            why = _tcpdump_error(self.tcpdump)
             self.close()
-            raise CaptureError(_tcpdump_error(self.tcpdump) or str(exc),
-                               getattr(exc, "offset", None)) from None
+            raise CaptureError(why or str(exc), getattr(exc, "offset", None)) from None
         self.relative = any(b is not None and b.relative
                             for b in (self.selection.since, self.selection.until))
 
@@ -342,8 +342,8 @@ class _FileRun:
             self.tcpdump = None
 
     def read(self, limit: int) -> tuple[bool, int]:
-        """(more to come?, frames read) after up to `limit` frames."""
-        frames_before = self._frames()
+        """(more to come?, frames read: `limit` unless the capture ended) after up to
+        `limit` frames."""
         try:
             more = self.core.read(limit)
         except _core.CaptureError as exc:
@@ -352,10 +352,7 @@ class _FileRun:
             raise self._fault(exc) from None
         if self.relative and self.start is None:
             self.start = self.core.summary()["first_ts"]
-        return more, self._frames() - frames_before
-
-    def _frames(self) -> int:
-        return int(self.core.summary()["frames"])
+        return more, limit if more else 0
 
     def _fault(self, exc: BaseException) -> EngineFault:
         self.core.finish(False)

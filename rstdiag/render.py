@@ -106,7 +106,8 @@ class JsonlSink:
 
 
 class CsvSink:
-    """A header, then one row per verdict, written at once."""
+    """A header, then one row per verdict, written at once; text from the capture made
+    visible (a spreadsheet or a terminal shows it, neither should obey it)."""
 
     def __init__(self, out: TextIO, extra: Any = None, extra_fields: Sequence[str] = ()) -> None:
         self.extra = extra
@@ -123,7 +124,8 @@ class CsvSink:
     def add(self, v: Verdict) -> None:
         self._start()
         row = v.to_dict() if self.extra is None else {**v.to_dict(), **self.extra(v)}
-        self.writer.writerow(row)
+        self.writer.writerow({k: visible(x) if isinstance(x, str) else x
+                              for k, x in row.items()})
 
     def close(self, end: End) -> None:
         self._start()
