@@ -315,7 +315,14 @@ class TableSink:
         for v in sample:
             self._row(v)
 
-    def _print(self, text: Text) -> None:
+    def _print(self, text: Text, crop: bool = False) -> None:
+        """One line as it is in a pipe; on a terminal, wrapped (or cut, `crop`) to fit."""
+        if self.width is not None and text.cell_len > self.width:
+            if crop:
+                text.truncate(self.width)
+            else:
+                self.console.print(text, soft_wrap=False, overflow="fold")
+                return
         self.console.print(text, soft_wrap=True)
 
     def _header(self) -> None:
@@ -520,7 +527,7 @@ class TableSink:
         if text.plain:
             self._print(Text())
             for line in text.split("\n"):
-                self._print(line)
+                self._print(line, crop=True)
 
 
 def _cut(text: str, room: int | None) -> str:
