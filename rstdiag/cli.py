@@ -624,6 +624,61 @@ class _progress:
             self.bar.stop()
 
 
+HELP_TOPICS = ("causes", "exit-status", "filters", "formats")
+
+
+@cli.command(name="help")
+@click.argument("topic", required=False)
+@click.pass_context
+def help_command(ctx: click.Context, topic: str | None) -> None:
+    """The reference on the terminal: `rstdiag help COMMAND` (read, check, explain, live),
+    or a topic: causes, exit-status, filters, formats."""
+    root = ctx.find_root()
+    if topic is None:
+        click.echo(root.get_help())
+        click.echo(f"\nTopics: rstdiag help COMMAND, or one of {', '.join(HELP_TOPICS)}.")
+        return
+    command = cli.commands.get(topic)
+    if command is not None and topic != "help":
+        with click.Context(command, info_name=topic, parent=root) as sub:
+            click.echo(command.get_help(sub))
+        return
+    if topic not in HELP_TOPICS:
+        raise click.BadParameter(f"{topic!r}: give a command ({', '.join(cli.commands)}) or "
+                                 f"a topic ({', '.join(HELP_TOPICS)})", param_hint="TOPIC")
+    click.echo(_topic(topic))
+
+
+def _topic(topic: str) -> str:
+    from .labels import HINTS
+
+    if topic == "causes":
+        return "\n".join(f"{label}\n    {hint}" for label, hint in HINTS.items())
+    if topic == "exit-status":
+        return ("0  done (read, explain, live), or the check passed\n"
+                "1  check: more RSTs with failing causes than --max allows\n"
+                "2  usage error, a capture that cannot be read, live cannot capture\n"
+                "130  interrupted by Ctrl-C or SIGTERM: what was read is still reported; an "
+                "interrupted check is never PASS")
+    if topic == "filters":
+        return ("read and check show only the RSTs that pass every filter given:\n"
+                "  --cause LABELS           comma list (rstdiag help causes)\n"
+                "  --port PORT              either end of the flow, as tcpdump's port\n"
+                "  --host ADDR[/LEN]        an address or network at either end\n"
+                "  --sender WHO             client, server, path (forged), unknown\n"
+                "  --min-confidence LEVEL   low, medium, high\n"
+                "  --since/--until TIME     2020-08-20T22:55:00 (UTC), epoch seconds, +10m\n"
+                "  -f EXPR                  a pcap-filter expression, applied by tcpdump\n"
+                "  -c N                     the first N packets only\n"
+                "  --by server|client|port|flow [--top N]   RSTs by cause per group")
+    return ("table     one line per RST, the summary by cause last (people)\n"
+            "json      one document: rsts first, then files, summary, copies (groups, check)\n"
+            "jsonl     one verdict per line, written as it is final\n"
+            "csv       a header, then one row per verdict\n"
+            "check also: junit, github (at most 10 annotations per cause and capture), "
+            "markdown")
+
+
 LIVE_EXIT_STATUS_HELP = (
     "Exit status: 0 stopped by -c or --duration, 2 cannot capture (no such interface, "
     "interface down, no privilege, bad filter, no tracefs for --kernel-reasons), cannot serve "

@@ -228,3 +228,19 @@ def test_json_document_is_the_indented_document_with_one_rst_a_line() -> None:
     rst_lines = [line for line in text.splitlines() if line.startswith('    {"file"')]
     assert len(rst_lines) == len(reports[0].verdicts) > 1
     assert text.startswith('{\n  "version": 1,\n  "rsts": [\n    {"file": ')
+
+
+@needs_entry_point
+@pytest.mark.parametrize(("topic", "expected"), [("read", "--cause LABELS"),
+                                                 ("causes", "half-open\n    look for a restart"),
+                                                 ("exit-status", "130  interrupted"),
+                                                 ("filters", "--min-confidence")])
+def test_help_topics_print_the_reference(topic: str, expected: str) -> None:
+    result = run("help", topic)
+    assert result.returncode == 0 and expected in result.stdout
+
+
+@needs_entry_point
+def test_an_unknown_help_topic_lists_the_topics() -> None:
+    result = run("help", "nope")
+    assert result.returncode == 2 and "causes, exit-status, filters, formats" in result.stderr
