@@ -334,23 +334,34 @@ class TableSink:
         self._print(self._line(self.layout.headers(), style="bold"))
 
     def _line(self, cells: Sequence[str | Text], style: str = "") -> Text:
+        """Cells padded to the layout's widths. A cell wider than its column (a frame number
+        with more digits than the first rows had) takes the room from the padding of the
+        columns after it, so that the line still fits the terminal."""
         assert self.layout is not None
         layout = self.layout
+        columns = [(i, c if isinstance(c, Text) else Text(c)) for i, c in enumerate(cells)
+                   if i != 1 or layout.time != "none"]
+        pads = [max((layout.widths[i] if i < len(layout.widths) else 0) - text.cell_len, 0)
+                for i, text in columns]
+        pads[-1] = 0  # the last column is not padded
+        excess = sum(text.cell_len + pad for (_, text), pad in zip(columns, pads, strict=True)) \
+            + layout.gap * (len(columns) - 1) - (self.width or 1 << 30)
+        for n in range(1, len(pads)):
+            if excess <= 0:
+                break
+            cut = min(pads[n], excess) if columns[n][0] != 0 else 0
+            pads[n] -= cut
+            excess -= cut
         line = Text(style=style)
-        columns = [(i, c) for i, c in enumerate(cells) if i != 1 or layout.time != "none"]
-        for n, (i, cell) in enumerate(columns):
-            text = cell if isinstance(cell, Text) else Text(cell)
-            pad = layout.widths[i] - text.cell_len if i < len(layout.widths) else 0
+        for n, ((i, text), pad) in enumerate(zip(columns, pads, strict=True)):
             if n:
                 line.append(" " * layout.gap)
             if i == 0:
-                line.append(" " * max(pad, 0))
-                line.append_text(text)
-            elif n == len(columns) - 1:
+                line.append(" " * pad)
                 line.append_text(text)
             else:
                 line.append_text(text)
-                line.append(" " * max(pad, 0))
+                line.append(" " * pad)
         line.rstrip()
         return line
 

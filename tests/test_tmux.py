@@ -59,6 +59,7 @@ def test_the_tripwire_capture_at_80_columns_is_one_line_per_distinct_rst(termina
     rows = [line for line in raw.splitlines() if ROW.match(line)]
     assert len(rows) == 265
     assert all("104.17.210.9:" in line and "123.206.27.192:" in line for line in rows)
+    assert all(re.search(r" (hi|med|lo)$", line) for line in rows)  # no row wrapped
     assert "265 RSTs by cause" in screen
 
 
