@@ -6,13 +6,13 @@ junit     JUnit XML (Jenkins, GitLab): one testcase per capture and cause found 
 github    GitHub Actions workflow commands (annotations);
 markdown  a summary by cause and the first offending RSTs, to paste into a pull request.
 
-Every writer takes the CheckResult, the reports it was made from and a text stream.
+table, json, jsonl and csv stream (CheckSink); junit, github and markdown are written at the
+end from the CheckResult and the captures' End. Text from a capture is data in every one:
+made visible (rstdiag.textsafe) and escaped as the format needs.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -20,26 +20,36 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
-from rich.markup import escape
-from rich.table import Table
+from rich.console import Console
+from rich.text import Text
 
 from .analysis import FileReport
-from .gate import CheckResult, Outcome, ordered_labels
+from .gate import CheckResult, FileOutcomes, Outcome, ordered_labels
 from .labels import Label, Verdict
-from .render import CSV_FIELDS, LABEL_STYLES, PipeSafeConsole, document, write_document
-from .utctime import utc_text
+from .render import (
+    Counted,
+    CsvSink,
+    End,
+    JsonlSink,
+    JsonSink,
+    TableSink,
+    console_for,
+    feed,
+)
+from .textsafe import visible
 
-CHECK_FORMATS = ("table", "json", "junit", "github", "markdown")
+CHECK_FORMATS = ("table", "json", "jsonl", "csv", "junit", "github", "markdown")
 MARKDOWN_LIST_LIMIT = 20
+GITHUB_PER_CAUSE = 10  # annotations per cause and capture; GitHub shows few per step
 
 
 def flow(v: Verdict) -> str:
-    return f"{v.client} -> {v.server}"
+    return visible(f"{v.client} -> {v.server}")
 
 
 def describe(v: Verdict) -> str:
-    """One line for an offending RST: frame, flow, evidence."""
-    return f"frame {v.frame} {flow(v)}: {v.evidence}"
+    """One line for an offending RST: frame, flow, evidence (made visible)."""
+    return f"frame {v.frame} {flow(v)}: {visible(v.evidence)}"
 
 
 def _plural(n: int, word: str) -> str:
@@ -47,14 +57,18 @@ def _plural(n: int, word: str) -> str:
 
 
 def status_word(result: CheckResult) -> str:
+    if result.interrupted:
+        return "INTERRUPTED"
     if result.over_limit:
         return "FAIL"
     return "ERROR" if result.errors else "PASS"
 
 
-def summary_line(result: CheckResult, reports: Sequence[FileReport]) -> str:
-    """`FAIL: 3 RSTs with failing causes, more than --max 0: data-after-close 1, ...`."""
-    findings, limit = len(result.findings), result.policy.max
+def summary_line(result: CheckResult, captures: int) -> str:
+    """`FAIL: 3 RSTs with failing causes, more than --max 0: data-after-close 1, ...`.
+
+    An interrupted check never says PASS: it did not see everything."""
+    findings, limit = result.finding_count, result.policy.max
     counts = ", ".join(f"{label} {n}" for label, n in result.by_label.items())
     if not findings:
         line = f"no RSTs with failing causes (--max {limit})"
@@ -62,77 +76,93 @@ def summary_line(result: CheckResult, reports: Sequence[FileReport]) -> str:
         where = "more than" if result.over_limit else "within"
         line = (f"{_plural(findings, 'RST')} with failing causes, {where} --max {limit}: "
                 f"{counts}")
-    others = [(len(result.accepted), "accepted by the baseline"),
-              (len(result.ignored), "ignored"),
-              (len(result.not_checked), "with other causes")]
+    if result.interrupted:
+        line = f"interrupted before the end; so far {line}"
+    others = [(result.counts[Outcome.ACCEPTED], "accepted by the baseline"),
+              (result.counts[Outcome.IGNORED], "ignored"),
+              (result.counts[Outcome.NOT_CHECKED], "with other causes"),
+              (result.duplicates, "identical copies")]
     tail = [f"{n} {what}" for n, what in others if n]
-    if result.errors and not reports:
+    if result.errors and not captures:
         return f"{status_word(result)}: {_plural(len(result.errors), 'capture')} could not be read"
-    captures = _plural(len(reports), "capture")
+    where = _plural(captures, "capture")
     if result.errors:
-        captures += f", {len(result.errors)} unreadable"
-    return f"{status_word(result)}: {line} ({captures}{'; ' if tail else ''}{'; '.join(tail)})"
+        where += f", {len(result.errors)} unreadable"
+    return f"{status_word(result)}: {line} ({where}{'; ' if tail else ''}{'; '.join(tail)})"
 
 
-# --- table --------------------------------------------------------------------------------
-
-def _time(ts: float) -> str:
-    return utc_text(ts)
-
+# --- streaming sinks: table, json, jsonl, csv -----------------------------------------------
 
 OUTCOME_TEXT = {
-    Outcome.FINDING: "[bold]counts[/]",
-    Outcome.ACCEPTED: "baseline",
-    Outcome.IGNORED: "ignored",
-    Outcome.NOT_CHECKED: "[dim]not checked[/]",
-    Outcome.DUPLICATE: "[dim]copy[/]",
+    Outcome.FINDING: ("counts", "bold"),
+    Outcome.ACCEPTED: ("baseline", ""),
+    Outcome.IGNORED: ("ignored", ""),
+    Outcome.NOT_CHECKED: ("not checked", "dim"),
+    Outcome.DUPLICATE: ("copy", "dim"),
 }
+STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "ERROR": "bold red",
+                "INTERRUPTED": "bold yellow"}
 
 
-def write_table(result: CheckResult, reports: Sequence[FileReport], out: TextIO, *,
-                color: bool, verbose: int = 0, quiet: bool = False,
-                width: int | None = None) -> None:
-    """The offending RSTs (every RST with -v, and what became of it), then PASS/FAIL."""
-    console = PipeSafeConsole(file=out, force_terminal=color, no_color=not color, width=width,
-                      highlight=False, soft_wrap=False)
-    several = len(reports) > 1
-    rows = [(v, o) for v, o in result.outcomes if verbose or o is Outcome.FINDING]
-    if not quiet and rows:
-        title = "TCP resets and their outcome in the check" if verbose else \
-            "TCP resets failing the check"
-        table = Table(title=title, title_justify="left", expand=False)
-        if several:
-            table.add_column("file", overflow="fold")
-        for name in ("frame", "time (UTC)", "flow (client -> server)", "sender", "cause", "conf"):
-            if name.startswith("flow"):
-                table.add_column(name, overflow="fold")
-            else:
-                table.add_column(name, no_wrap=True)
-        if verbose:
-            table.add_column("outcome", no_wrap=True)
-        table.add_column("evidence", overflow="fold", ratio=3)
-        table.add_column("hint", overflow="fold", ratio=2)
-        for v, o in rows:
-            row = [str(v.frame), _time(v.ts), escape(flow(v)), str(v.sender),
-                   f"[{LABEL_STYLES[v.label]}]{v.label}[/]", str(v.confidence)]
-            if verbose:
-                row.append(OUTCOME_TEXT[o])
-            row += [escape(v.evidence), escape(v.hint)]
-            table.add_row(*([escape(os.path.basename(v.file))] if several else []), *row)
-        console.print(table)
-    style = {"PASS": "bold green", "FAIL": "bold red", "ERROR": "bold red"}[status_word(result)]
-    line = summary_line(result, reports)
-    word, rest = line.split(":", 1)
-    console.print(f"[{style}]{word}[/]:{escape(rest)}")
+class CheckSink:
+    """Judges each verdict as it comes and hands it to the format's sink with its outcome;
+    the PASS/FAIL line, or the CI format, at the end."""
 
+    def __init__(self, result: CheckResult, fmt: str, out: TextIO, *, color: bool = False,
+                 width: int | None = None, verbose: int = 0, quiet: bool = False,
+                 time: str = "clock", several: bool = False) -> None:
+        self.result = result
+        self.fmt = fmt
+        self.out = out
+        self.verbose = verbose
+        self.last = Outcome.FINDING
+        self.console: Console | None = None
+        self.inner: TableSink | JsonSink | JsonlSink | CsvSink | None = None
+        extra = self._extra
+        if fmt == "table":
+            self.console = console_for(out, color=color, width=width)
+            title = "TCP resets and their outcome in the check" if verbose else \
+                "TCP resets failing the check"
+            self.inner = TableSink(self.console, width=width, verbose=max(verbose - 1, 0),
+                                   quiet=quiet, time=time, several=several, title=title,
+                                   outcome=self._outcome_cell if verbose else None,
+                                   summary=False)
+        elif fmt == "json":
+            self.inner = JsonSink(out, more=lambda: {"check": result.to_dict()})
+        elif fmt == "jsonl":
+            self.inner = JsonlSink(out, extra=extra)
+        elif fmt == "csv":
+            self.inner = CsvSink(out, extra=extra, extra_fields=("outcome",))
 
-# --- json ---------------------------------------------------------------------------------
+    def _extra(self, v: Verdict) -> dict[str, object]:
+        return {"outcome": str(self.last)}
 
-def write_json(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
-    """The document of `read --format json`, plus the "check" object."""
-    doc = document(reports, stream=True)
-    doc["check"] = result.to_dict()
-    write_document(doc, out)
+    def _outcome_cell(self, v: Verdict) -> tuple[str, str]:
+        return OUTCOME_TEXT[self.last]
+
+    def add(self, v: Verdict) -> None:
+        self.last = self.result.judge(v)
+        if self.inner is None:
+            return
+        if self.fmt == "table" and not self.verbose and self.last is not Outcome.FINDING:
+            self.inner.tally.add(v)
+            return
+        self.inner.add(v)
+
+    def close(self, end: End) -> None:
+        result = self.result
+        captures = len(end.files)
+        if self.inner is not None:
+            self.inner.close(end)
+        if self.fmt == "table":
+            assert self.console is not None
+            word = status_word(result)
+            line = summary_line(result, captures)
+            text = Text(word, style=STATUS_STYLE[word])
+            text.append(visible(line[len(word):]))
+            self.console.print(text, soft_wrap=True)
+        elif self.fmt in WRITERS:
+            WRITERS[self.fmt](result, end, self.out)
 
 
 # --- junit --------------------------------------------------------------------------------
@@ -141,28 +171,34 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]
 
 
 def _xml_text(text: str) -> str:
-    """Text XML 1.0 can carry: characters it forbids become \\xNN."""
+    """Text XML 1.0 can carry, made visible line by line: characters it forbids become \\xNN
+    (the newlines are rstdiag's own: capture text is made visible before it gets here)."""
+    text = "\n".join(visible(part) for part in text.split("\n"))
     return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _classname(path: str) -> str:
     """`rstdiag.<file name>`: Jenkins splits class names at dots into package and class."""
-    return "rstdiag." + os.path.basename(path).replace(".", "_")
+    return "rstdiag." + visible(os.path.basename(path)).replace(".", "_")
 
 
 def _junit_detail(v: Verdict) -> str:
-    return (f"{v.file} frame {v.frame}: {v.label} ({v.confidence} confidence), "
-            f"flow {flow(v)}, sent by {v.sender}\n  evidence: {v.evidence}\n  hint: {v.hint}")
+    return (f"{visible(v.file)} frame {v.frame}: {v.label} ({v.confidence} confidence), "
+            f"flow {flow(v)}, sent by {v.sender}\n  evidence: {visible(v.evidence)}\n"
+            f"  hint: {v.hint}")
 
 
-def write_junit(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
+def write_junit(result: CheckResult, end: End | Sequence[FileReport], out: TextIO) -> None:
     """JUnit XML: a testsuite per capture, a testcase per cause found in it (or one passing
     `no TCP resets` testcase for a capture without any). A cause's testcase fails, with one
     <failure> listing every offending RST of it, when the check fails on it; an unreadable
     capture is a testsuite with one testcase in error."""
+    end = as_end(end)
     root = ET.Element("testsuites", name="rstdiag check")
     totals: Counter[str] = Counter()
-    for file in result.files:
+    kept = {f.path: f for f in result.files}
+    for read in end.files:
+        file = kept.get(read.path) or FileOutcomes(read.path)
         suite = ET.SubElement(root, "testsuite", name=_xml_text(file.path))
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="fail_on",
@@ -249,17 +285,30 @@ def _command(level: str, message: str, **props: str) -> str:
     return f"::{level}{' ' + attrs if attrs else ''}::{escape_data(message)}\n"
 
 
-def write_github(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
+def write_github(result: CheckResult, end: End | Sequence[FileReport], out: TextIO) -> None:
     """GitHub Actions workflow commands: an annotation per offending RST (errors when the
-    check fails, warnings when they stay within --max), one per unreadable capture, and a
-    notice with the summary."""
+    check fails, warnings when they stay within --max), at most GITHUB_PER_CAUSE per cause
+    and capture and then a notice with how many more; one per unreadable capture; a notice
+    with the summary."""
+    end = as_end(end)
     level = "error" if result.over_limit else "warning"
-    for v in result.findings:
-        out.write(_command(level, describe(v), file=v.file, title=f"rstdiag {v.label}"))
+    for (file, label), sample in result.samples.items():
+        for v in sample:
+            out.write(_command(level, describe(v), file=visible(file), title=f"rstdiag {label}"))
+        total = result_count(result, file, label)
+        if total > len(sample):
+            out.write(_command("notice", f"{total - len(sample)} more RSTs labelled {label} "
+                               f"in this capture (rstdiag check lists them all)",
+                               file=visible(file), title=f"rstdiag {label}"))
     for error in result.errors:
-        out.write(_command("error", f"cannot read the capture: {error.message}",
-                           file=error.file, title="rstdiag"))
-    out.write(_command("notice", summary_line(result, reports), title="rstdiag check"))
+        out.write(_command("error", f"cannot read the capture: {visible(error.message)}",
+                           file=visible(error.file), title="rstdiag"))
+    out.write(_command("notice", summary_line(result, len(end.files)), title="rstdiag check"))
+
+
+def result_count(result: CheckResult, file: str, label: Label) -> int:
+    """Findings of `label` in capture `file`."""
+    return result.per_capture[(file, label)]
 
 
 # --- markdown -----------------------------------------------------------------------------
@@ -277,15 +326,15 @@ def code(text: str) -> str:
     return "`" + text.replace("`", "'").replace("\n", " ") + "`"
 
 
-def write_markdown(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
+def write_markdown(result: CheckResult, end: End | Sequence[FileReport], out: TextIO) -> None:
     """A summary by cause with pass/fail, then the first offending RSTs."""
+    end = as_end(end)
     word = status_word(result)
-    icon = {"PASS": "✅", "FAIL": "❌", "ERROR": "❌"}[word]
-    out.write(f"### {icon} rstdiag check: {word}\n\n{md(summary_line(result, reports))}\n\n")
-    counts: dict[Label, Counter[Outcome]] = {}
-    for v, o in result.outcomes:
-        if o is not Outcome.DUPLICATE:
-            counts.setdefault(v.label, Counter())[o] += 1
+    icon = {"PASS": "✅", "FAIL": "❌", "ERROR": "❌", "INTERRUPTED": "⚠️"}[word]
+    out.write(f"### {icon} rstdiag check: {word}\n\n{md(summary_line(result, len(end.files)))}\n\n")
+    counts = {label: Counter({o: n for o, n in c.items() if o is not Outcome.DUPLICATE})
+              for label, c in result.outcomes_by_label.items()}
+    counts = {label: c for label, c in counts.items() if c}
     out.write("| cause | RSTs | counted | baseline | ignored | result |\n")
     out.write("|---|---:|---:|---:|---:|---|\n")
     if not counts:
@@ -306,41 +355,37 @@ def write_markdown(result: CheckResult, reports: Sequence[FileReport], out: Text
                 verdict = f"⚠️ within --max {result.policy.max}"
         out.write(f"| `{label}` | {c.total()} | {counted} | {c[Outcome.ACCEPTED]} | "
                   f"{c[Outcome.IGNORED]} | {verdict} |\n")
-    findings = result.findings
-    if findings:
-        shown = findings[:MARKDOWN_LIST_LIMIT]
-        heading = "Offending RSTs" if len(findings) <= len(shown) else \
-            f"First {len(shown)} of {len(findings)} offending RSTs"
+    total = result.finding_count
+    if total:
+        shown = result.first_findings[:MARKDOWN_LIST_LIMIT]
+        heading = "Offending RSTs" if total <= len(shown) else \
+            f"First {len(shown)} of {total} offending RSTs"
         out.write(f"\n#### {heading}\n\n")
         for n, v in enumerate(shown, 1):
-            out.write(f"{n}. {code(os.path.basename(v.file))} frame {v.frame}, **{v.label}**, "
-                      f"{code(flow(v))} (sent by {v.sender}, {v.confidence} confidence): "
-                      f"{md(v.evidence)}\n")
-        if len(findings) > len(shown):
-            out.write(f"\n{len(findings) - len(shown)} more: run `rstdiag check` for the "
+            out.write(f"{n}. {code(visible(os.path.basename(v.file)))} frame {v.frame}, "
+                      f"**{v.label}**, {code(flow(v))} (sent by {v.sender}, {v.confidence} "
+                      f"confidence): {md(visible(v.evidence))}\n")
+        if total > len(shown):
+            out.write(f"\n{total - len(shown)} more: run `rstdiag check` for the "
                       "full list.\n")
     if result.errors:
         out.write("\n#### Unreadable captures\n\n")
         for error in result.errors:
-            out.write(f"- {code(error.file)}: {md(error.message)}\n")
+            out.write(f"- {code(visible(error.file))}: {md(visible(error.message))}\n")
 
 
-def _rows(result: CheckResult) -> list[dict[str, object]]:
-    """Every RST as in `read`, with what the check made of it."""
-    return [{**verdict.to_dict(), "outcome": str(outcome)} for verdict, outcome in result.outcomes]
+WRITERS = {"junit": write_junit, "github": write_github, "markdown": write_markdown}
 
 
-def write_jsonl(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
-    for row in _rows(result):
-        out.write(json.dumps(row) + "\n")
+# --- reports at once: the library's and the tests' entry points ----------------------------
+
+def as_end(end: End | Sequence[FileReport]) -> End:
+    """The End of a run, or of reports read at once."""
+    if isinstance(end, End):
+        return end
+    return End([Counted(r) for r in end])
 
 
-def write_csv(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
-    writer = csv.DictWriter(out, fieldnames=(*CSV_FIELDS, "outcome"), extrasaction="ignore",
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(_rows(result))
-
-
-WRITERS = {"json": write_json, "jsonl": write_jsonl, "csv": write_csv, "junit": write_junit,
-           "github": write_github, "markdown": write_markdown}
+def write_json(result: CheckResult, reports: Sequence[FileReport], out: TextIO) -> None:
+    """`check --format json` of `reports`, already judged into `result` (evaluate)."""
+    feed(JsonSink(out, more=lambda: {"check": result.to_dict()}), reports)

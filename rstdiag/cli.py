@@ -1,25 +1,39 @@
-"""The command line: a thin click layer over rstdiag.analysis and rstdiag.render."""
+"""The command line: a thin click layer over rstdiag.reading, rstdiag.render and the rest."""
 
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from . import __version__
 from .cli_share import annotate, report
 from .env import Environment
-
-if TYPE_CHECKING:
-    from .analysis import FileReport
 from .errors import ExitStatus, RstdiagError
 
+if TYPE_CHECKING:
+    from .reading import ReadOptions
+    from .render import Sink
+    from .select import Selection
+
+READ_EXIT_STATUS_HELP = (
+    "Exit status: 0 done, 2 usage error or unreadable capture, 130 interrupted (what was "
+    "read is still reported)."
+)
 EXIT_STATUS_HELP = (
     "Exit status: 0 done, 1 check found RSTs over the limit, 2 usage error or unreadable "
     "capture, 130 interrupted (the summary of what was read is still printed)."
 )
+TIME_FLAGS = {0: "clock", 1: "none", 2: "epoch", 3: "delta", 4: "date", 5: "since-start"}
+
+
+def _stack(func: Callable[..., Any], options: list[Callable[..., Any]]) -> Any:
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 def output_options(func: Callable[..., Any] | None = None, *,
@@ -27,7 +41,8 @@ def output_options(func: Callable[..., Any] | None = None, *,
                    format_help: str = "table for people; json (one document), jsonl (one "
                    "verdict per line) or csv (header first) for machines.",
                    quiet_help: str = "Table: print the summary only.",
-                   verbose_help: str = "Table: also show identical copies of RSTs.") -> Any:
+                   verbose_help: str = "Table: the evidence under each RST; -vv also the "
+                   "identical copies of RSTs.") -> Any:
     """The output options every command that prints verdicts shares.
 
     `@output_options` gives those of `read`; `@output_options(formats=..., ...)` another
@@ -36,32 +51,123 @@ def output_options(func: Callable[..., Any] | None = None, *,
     if func is None:
         return lambda f: output_options(f, formats=formats, format_help=format_help,
                                         quiet_help=quiet_help, verbose_help=verbose_help)
-    options = [
+    return _stack(func, [
         click.option("--format", "fmt", type=click.Choice(list(formats)),
                      default="table", show_default=True, help=format_help),
         click.option("-q", "--quiet", is_flag=True, help=quiet_help),
         click.option("-v", "--verbose", count=True, help=verbose_help),
         click.option("--color/--no-color", default=None,
-                     help="Colour the table (default: when stdout is a terminal)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+                     help="Colour the table (default: on a terminal, unless NO_COLOR is set; "
+                     "FORCE_COLOR colours a pipe)."),
+        click.option("-t", "time_flags", count=True,
+                     help="Time column as tcpdump's -t family: -t none, -tt seconds since the "
+                     "epoch, -ttt since the previous RST, -tttt date and time, -ttttt since "
+                     "the capture's first RST (default: time of day, UTC, the date on a line "
+                     "of its own when it changes)."),
+        click.option("--pager/--no-pager", default=None,
+                     help="Page long tables on a terminal with $PAGER (default less -FRX), as "
+                     "git does (default: on a terminal)."),
+    ])
 
 
 def reading_options(func: Callable[..., Any]) -> Any:
-    """The options of the commands that read capture files: memory and parallelism."""
-    options = [
+    """The options of the commands that read capture files: input, memory, parallelism."""
+    return _stack(func, [
+        click.option("-r", "--read-file", "read_files", multiple=True, metavar="FILE",
+                     type=click.Path(allow_dash=True),
+                     help="A capture to read, as tcpdump -r (the same as a FILE argument). "
+                     "Repeatable."),
+        click.option("-c", "--count", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Stop after N packets (over all the files), as tcpdump -c."),
+        click.option("-f", "--filter", "bpf", metavar="EXPR",
+                     help="Read only the packets this pcap-filter expression accepts, as "
+                     "tcpdump -r FILE EXPR does (tcpdump applies it; frames are numbered "
+                     "among those it passes)."),
         click.option("--max-flows", type=click.IntRange(min=1000), default=None,
                      help="Flows held in memory at once (default 200000); the oldest idle "
                      "are evicted beyond it, and counted."),
         click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Read up to N files at once, one process each (default: one per "
-                     "CPU core)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+                     help="Read up to N files at once, one engine thread each (default: one "
+                     "per CPU core); the output is in the order given."),
+    ])
+
+
+def _selection_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from .select import (
+        SelectError,
+        parse_causes,
+        parse_hosts,
+        parse_ports,
+        parse_senders,
+        parse_time,
+    )
+
+    try:
+        if param.name == "causes":
+            return None if value is None else parse_causes(value)
+        if param.name == "senders":
+            return None if value is None else parse_senders(value)
+        if param.name == "ports":
+            return parse_ports(value)
+        if param.name == "hosts":
+            return parse_hosts(value)
+        if param.name in ("since", "until"):
+            return None if value is None else parse_time(value)
+    except SelectError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def filter_options(func: Callable[..., Any]) -> Any:
+    """The filters of read, check and the live view, given to the command as one
+    `selection` (rstdiag.select.Selection)."""
+    import functools
+
+    names = ("causes", "ports", "hosts", "senders", "min_confidence", "since", "until")
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .labels import Confidence
+        from .select import Selection
+
+        values = {name: kwargs.pop(name) for name in names}
+        if values["min_confidence"] is not None:
+            values["min_confidence"] = Confidence(values["min_confidence"])
+        return func(*args, selection=Selection(**values), **kwargs)
+
+    return _stack(wrapper, [
+        click.option("--cause", "causes", metavar="LABELS", callback=_selection_callback,
+                     help="Only RSTs of these causes (comma list, e.g. half-open,injected)."),
+        click.option("--port", "ports", multiple=True, metavar="PORT",
+                     callback=_selection_callback,
+                     help="Only RSTs of flows with this port at either end. Repeatable."),
+        click.option("--host", "hosts", multiple=True, metavar="ADDR[/LEN]",
+                     callback=_selection_callback,
+                     help="Only RSTs of flows with this address (or network) at either end. "
+                     "Repeatable."),
+        click.option("--sender", "senders", metavar="WHO", callback=_selection_callback,
+                     help="Only RSTs sent by: client, server, path (forged), unknown (comma "
+                     "list)."),
+        click.option("--min-confidence", type=click.Choice(["low", "medium", "high"]),
+                     default=None, help="Only RSTs judged with at least this confidence."),
+        click.option("--since", metavar="TIME", callback=_selection_callback,
+                     help="Only RSTs at or after TIME: 2020-08-20T22:55:00 (UTC unless an "
+                     "offset is given), seconds since the epoch, or +10m from the capture's "
+                     "first packet."),
+        click.option("--until", metavar="TIME", callback=_selection_callback,
+                     help="Only RSTs at or before TIME (as --since)."),
+    ])
+
+
+def group_options(func: Callable[..., Any]) -> Any:
+    return _stack(func, [
+        click.option("--by", "by", type=click.Choice(["server", "client", "port", "flow"]),
+                     default=None,
+                     help="Count the RSTs by cause per server (address), client (address), "
+                     "server port or flow, biggest first, instead of listing them."),
+        click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="With --by: the N groups with the most RSTs."),
+    ])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS_HELP)
@@ -71,138 +177,167 @@ def cli() -> None:
     the evidence, and what to do about it."""
 
 
-@cli.command(epilog=EXIT_STATUS_HELP)
-@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
+def _files(files: tuple[str, ...], read_files: tuple[str, ...]) -> tuple[str, ...]:
+    paths = tuple(read_files) + tuple(files)
+    if not paths:
+        raise click.UsageError("give a capture: rstdiag read FILE, or -r FILE ('-' for "
+                               "standard input)")
+    return paths
+
+
+@cli.command(epilog=READ_EXIT_STATUS_HELP)
+@click.argument("files", nargs=-1, type=click.Path(allow_dash=True))
 @output_options
 @reading_options
+@filter_options
+@group_options
 def read(files: tuple[str, ...], fmt: str, quiet: bool, verbose: int, color: bool | None,
-         max_flows: int | None, jobs: int | None) -> None:
-    """Read pcap/pcapng FILES ('-' for standard input) and explain every TCP RST.
+         time_flags: int, pager: bool | None, read_files: tuple[str, ...], count: int | None,
+         bpf: str | None, max_flows: int | None, jobs: int | None, selection: Selection,
+         by: str | None, top: int | None) -> None:
+    """Read pcap/pcapng FILES ('-' for standard input) and explain every TCP RST: one line
+    each, then a summary by cause.
+
+    \b
+    rstdiag read capture.pcap
+    rstdiag read -r capture.pcap --cause half-open --port 443
+    rstdiag read --by server --top 5 capture.pcap
+    rstdiag read --format jsonl capture.pcap | jq -c 'select(.label == "injected")'
 
     Causes: closed-port, accept-overflow, linger-abort, unread-data, data-after-close,
     half-open, keepalive-timeout, injected, client-abort, follow-up, unknown.
     """
+    from .reading import ReadOptions
+
+    paths = _files(files, read_files)
+    if top is not None and by is None:
+        raise click.UsageError("--top goes with --by")
     env = Environment.from_system()
-    status = run_read(env, files, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
-                      max_flows=max_flows, jobs=jobs)
+    options = ReadOptions(max_flows=max_flows, count=count, bpf=bpf, jobs=jobs,
+                          selection=selection)
+    status = run_read(env, paths, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
+                      options=options, time=TIME_FLAGS.get(time_flags, "since-start"),
+                      by=by, top=top, pager=pager)
     raise SystemExit(int(status))
 
 
-def analyze_files(env: Environment, files: tuple[str, ...], max_flows: int | None,
-                  jobs: int | None = 1) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
-    """Analyse each capture: (reports, (path, error) of unreadable files, interrupted).
-
-    Several files are read by up to `jobs` engine threads at once (None: one per core; the
-    engine releases the GIL). Errors and warnings go to stderr as each file is done; Ctrl-C
-    keeps what the finished files gave (and, read one at a time, what the current file gave
-    so far). An internal error of the engine is one error line, and the report of what was
-    read before it.
-    """
-    import os
-
-    from .analysis import Analysis
-
-    workers = min(jobs or os.cpu_count() or 1, len(files))
-    if workers > 1 and "-" not in files:
-        return _analyze_in_parallel(env, files, max_flows, workers)
-    reports: list[FileReport] = []
-    errors: list[tuple[str, str]] = []
-    for path in files:
-        analysis = Analysis(path, max_flows)
-        try:
-            with _progress(env, path) as progress:
-                report = analysis.run(progress)
-        except KeyboardInterrupt:
-            reports.append(analysis.finish(complete=False))
-            env.warn(f"{path}: interrupted; reporting what was read")
-            return reports, errors, True
-        except (RstdiagError, OSError) as exc:
-            partial, message = _failure(exc)
-            env.error(f"{path}: {message}")
-            errors.append((path, message))
-            if partial is not None:
-                reports.append(partial)
-            continue
-        _warn_all(env, path, report)
-        reports.append(report)
-    return reports, errors, False
-
-
-def _failure(exc: BaseException) -> tuple[FileReport | None, str]:
-    """(the report of what was read before the failure, if any; the error line)."""
-    from .errors import EngineFault
-
-    if isinstance(exc, EngineFault):
-        return exc.report, str(exc)  # type: ignore[return-value]
-    if isinstance(exc, OSError):
-        return None, str(exc.strerror or exc)
-    return None, str(exc)
-
-
-def _warn_all(env: Environment, path: str, report: FileReport) -> None:
-    for warning in report.warnings:
-        env.warn(f"{path}: {warning}")
-
-
-def _analyze_in_parallel(env: Environment, files: tuple[str, ...], max_flows: int | None,
-                         workers: int) -> tuple[list[FileReport], list[tuple[str, str]], bool]:
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .analysis import analyze_path
-
-    reports: list[FileReport] = []
-    errors: list[tuple[str, str]] = []
-    cancel = threading.Event()
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="rstdiag-engine")
-    try:
-        futures = [pool.submit(analyze_path, path, max_flows, cancel) for path in files]
-        for path, future in zip(files, futures, strict=True):
-            report, message = future.result()
-            if message is not None:
-                env.error(f"{path}: {message}")
-                errors.append((path, str(message)))
-            if report is None:
-                continue
-            _warn_all(env, path, report)
-            reports.append(report)
-    except KeyboardInterrupt:
-        cancel.set()  # the threads stop after their current batch, a few ms
-        pool.shutdown(wait=False, cancel_futures=True)
-        env.warn(f"interrupted; reporting the {len(reports)} files read to the end")
-        return reports, errors, True
-    pool.shutdown()
-    return reports, errors, False
-
-
 def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool = False,
-             verbose: int = 0, color: bool | None = None,
-             max_flows: int | None = None, jobs: int | None = 1) -> ExitStatus:
-    from .render import write_csv, write_json, write_jsonl, write_table
+             verbose: int = 0, color: bool | None = None, options: ReadOptions | None = None,
+             time: str = "clock", by: str | None = None, top: int | None = None,
+             pager: bool | None = False) -> ExitStatus:
+    """`rstdiag read`: every verdict handed to the format's sink as it becomes final."""
+    from .reading import ReadOptions
+    from .render import CsvSink, JsonlSink, JsonSink, TableSink
+    from .select import Groups
 
-    reports, errors, interrupted = analyze_files(env, files, max_flows, jobs)
-    status = ExitStatus.INTERRUPTED if interrupted else \
-        ExitStatus.ERROR if errors else ExitStatus.OK
-    writers = {"json": write_json, "jsonl": write_jsonl, "csv": write_csv}
-    if not reports:
-        return status
-    try:
-        if fmt in writers:
-            writers[fmt](reports, env.stdout)
-        else:
-            use_color = env.stdout_isatty if color is None else color
-            write_table(reports, env.stdout, color=use_color, verbose=verbose, quiet=quiet,
-                        width=None if env.stdout_isatty else 160)
-        env.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
+    options = options or ReadOptions()
+    groups = Groups(by) if by is not None else None
+
+    def sink_for(out: TextIO, width: int | None, use_color: bool) -> Sink:
+        if fmt == "json":
+            return JsonSink(out, groups=groups, top=top)
+        if fmt == "jsonl":
+            return JsonlSink(out)
+        if fmt == "csv":
+            return CsvSink(out)
+        from .render import console_for
+
+        return TableSink(console_for(out, color=use_color, width=width), width=width,
+                         verbose=verbose, quiet=quiet, time=time, several=len(files) > 1,
+                         groups=groups, top=top)
+
+    return _run(env, files, options, fmt, color, pager is not False and not quiet,
+                sink_for, None)
+
+
+def _run(env: Environment, files: tuple[str, ...], options: ReadOptions, fmt: str,
+         color: bool | None, pager: bool,
+         sink_for: Callable[[TextIO, int | None, bool], Sink], result: Any) -> ExitStatus:
+    """Read `files` into the sink `sink_for(out, width, color)` makes: on a terminal (width
+    given) through the pager when asked, off a terminal without padding or wrapping."""
+    from .reading import Interrupts, Reader
+    from .render import End
+
+    use_color = env.color(color)
+    width = _terminal_width() if env.stdout_isatty and fmt in ("table",) else None
+    paging = _pager(env) if fmt == "table" and env.stdout_isatty and pager else None
+    out = paging.stdin_text if paging is not None else env.stdout
+    status = ExitStatus.OK
+    with Interrupts() as interrupts:
+        reader = Reader(env, files, options, interrupts,
+                        progress=lambda path: _progress(env, path))
+        try:
+            sink = sink_for(out, width, use_color)
+            for verdict in reader:
+                sink.add(verdict)
+            if result is not None:
+                result.interrupted = reader.interrupted
+                from .gate import InputError
+
+                result.errors = [InputError(p, m) for p, m in reader.errors]
+            if reader.files or result is not None:  # read prints nothing of no capture
+                sink.close(End(reader.files, reader.errors, reader.interrupted))
+            out.flush()
+        except BrokenPipeError:
+            if paging is None:
+                _silence_stdout()
+        finally:
+            if paging is not None:
+                paging.close()
+    if reader.interrupted:
+        status = ExitStatus.INTERRUPTED
+    elif reader.errors:
+        status = ExitStatus.ERROR
     return status
+
+
+class _Pager:
+    """$PAGER (default `less` with LESS=FRX: quit if one screen, colours, no clearing), as
+    git runs it; rstdiag writes into it."""
+
+    def __init__(self, command: list[str], environ: dict[str, str]) -> None:
+        import io
+        import subprocess
+
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, env=environ)
+        assert self.proc.stdin is not None
+        self.stdin_text = io.TextIOWrapper(self.proc.stdin, encoding="utf-8",
+                                           errors="replace", line_buffering=False)
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(BrokenPipeError):
+            self.stdin_text.close()
+        while True:
+            try:
+                self.proc.wait()
+                return
+            except KeyboardInterrupt:  # the pager handles Ctrl-C itself
+                continue
+
+
+def _pager(env: Environment) -> _Pager | None:
+    import shlex
+    import shutil
+
+    command = env.environ.get("RSTDIAG_PAGER", env.environ.get("PAGER", "less"))
+    words = shlex.split(command) if command.strip() else []
+    if not words or words == ["cat"] or shutil.which(words[0]) is None:
+        return None
+    environ = dict(env.environ)
+    environ.setdefault("LESS", "FRX")
+    environ.setdefault("LV", "-c")
+    try:
+        return _Pager(words, environ)
+    except OSError:
+        return None
 
 
 CHECK_EXIT_STATUS_HELP = (
     "Exit status (the conventions of ruff and pytest): 0 passed, 1 more RSTs with failing "
     "causes than --max allows, 2 usage error, bad baseline or unreadable capture, "
-    "130 interrupted."
+    "130 interrupted (never PASS)."
 )
 
 
@@ -239,7 +374,7 @@ def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | No
 
 
 @cli.command(epilog=CHECK_EXIT_STATUS_HELP)
-@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.argument("files", nargs=-1, type=click.Path(allow_dash=True))
 @click.option("--fail-on", "fail_on", metavar="LABELS", callback=_fail_on_option,
               help="Comma list of the causes that fail the check (default: every cause but "
               "closed-port and client-abort).")
@@ -267,69 +402,68 @@ def _baseline_option(ctx: click.Context, param: click.Parameter, value: str | No
                 "(workflow commands), markdown (for a pull request).",
                 quiet_help="Table: print the PASS/FAIL line only.",
                 verbose_help="Table: list every RST and its outcome, not only those that "
-                "fail the check.")
+                "fail the check; -vv the evidence too.")
 @reading_options
+@filter_options
 def check(files: tuple[str, ...], fail_on: Any, max_findings: int, ignore_flows: Any,
           ignore_ports: tuple[int, ...], baseline: Any, write_baseline: str | None, fmt: str,
-          quiet: bool, verbose: int, color: bool | None, max_flows: int | None,
-          jobs: int | None) -> None:
+          quiet: bool, verbose: int, color: bool | None, time_flags: int, pager: bool | None,
+          read_files: tuple[str, ...], count: int | None, bpf: str | None,
+          max_flows: int | None, jobs: int | None, selection: Selection) -> None:
     """Fail (exit status 1) when captures FILES ('-' for standard input) show TCP RSTs that
     should not happen: the CI gate for traffic captured in integration and load tests.
 
     Causes: closed-port, accept-overflow, linger-abort, unread-data, data-after-close,
     half-open, keepalive-timeout, injected, client-abort, follow-up, unknown. Identical copies
-    of a RST never count.
+    of a RST never count; the filters (--cause, --port, ...) choose the RSTs checked.
     """
     from .gate import Policy
+    from .reading import ReadOptions
 
+    paths = _files(files, read_files)
     policy = Policy(fail_on=fail_on, max=max_findings, ignore_flows=ignore_flows,
                     ignore_ports=frozenset(ignore_ports), baseline=baseline)
     env = Environment.from_system()
-    status = run_check(env, files, policy, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
-                       max_flows=max_flows, jobs=jobs, write_baseline=write_baseline)
+    options = ReadOptions(max_flows=max_flows, count=count, bpf=bpf, jobs=jobs,
+                          selection=selection)
+    status = run_check(env, paths, policy, fmt=fmt, quiet=quiet, verbose=verbose, color=color,
+                       options=options, write_baseline=write_baseline,
+                       time=TIME_FLAGS.get(time_flags, "since-start"), pager=pager)
     raise SystemExit(int(status))
 
 
 def run_check(env: Environment, files: tuple[str, ...], policy: Any, *, fmt: str,
               quiet: bool = False, verbose: int = 0, color: bool | None = None,
-              max_flows: int | None = None, jobs: int | None = 1,
-              write_baseline: str | None = None) -> ExitStatus:
-    from dataclasses import replace
+              options: ReadOptions | None = None, write_baseline: str | None = None,
+              time: str = "clock", pager: bool | None = False) -> ExitStatus:
+    from .ci_formats import CheckSink
+    from .gate import CheckResult
+    from .reading import ReadOptions
 
-    from .ci_formats import WRITERS, write_table
-    from .gate import InputError, evaluate
+    options = options or ReadOptions()
+    result = CheckResult(policy, keep=fmt == "junit", keep_offending=fmt == "json",
+                         accept_all=write_baseline is not None)
 
-    reports, failed, interrupted = analyze_files(env, files, max_flows, jobs)
-    errors = [InputError(path, message) for path, message in failed]
-    result = evaluate(reports, policy, errors)
-    if write_baseline is not None:
-        if errors or interrupted:
-            env.error(f"baseline {write_baseline} not written: not every capture was read")
-        else:
-            new = result.baseline()
-            try:
-                new.save(write_baseline)
-            except OSError as exc:
-                env.error(f"{write_baseline}: cannot write the baseline ({exc.strerror})")
-                return ExitStatus.ERROR
-            print(f"rstdiag: baseline {write_baseline} written: {sum(new.accepted.values())} "
-                  f"RSTs accepted in {len(new.accepted)} (cause, server port) entries",
-                  file=env.stderr, flush=True)
-            result = evaluate(reports, replace(policy, baseline=new), errors)
-    try:
-        if fmt in WRITERS:
-            WRITERS[fmt](result, reports, env.stdout)
-        else:
-            use_color = env.stdout_isatty if color is None else color
-            write_table(result, reports, env.stdout, color=use_color, verbose=verbose,
-                        quiet=quiet, width=None if env.stdout_isatty else 160)
-        env.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-    if interrupted:
-        return ExitStatus.INTERRUPTED
-    if errors:
-        return ExitStatus.ERROR
+    def sink_for(out: TextIO, width: int | None, use_color: bool) -> Sink:
+        return CheckSink(result, fmt, out, color=use_color, width=width, verbose=verbose,
+                         quiet=quiet, time=time, several=len(files) > 1)
+
+    status = _run(env, files, options, fmt, color, pager is not False and not quiet,
+                  sink_for, result)
+    if status is ExitStatus.OK and write_baseline is not None:
+        new = result.baseline()
+        try:
+            new.save(write_baseline)
+        except OSError as exc:
+            env.error(f"{write_baseline}: cannot write the baseline ({exc.strerror})")
+            return ExitStatus.ERROR
+        print(f"rstdiag: baseline {write_baseline} written: {sum(new.accepted.values())} "
+              f"RSTs accepted in {len(new.accepted)} (cause, server port) entries",
+              file=env.stderr, flush=True)
+    elif write_baseline is not None:
+        env.error(f"baseline {write_baseline} not written: not every capture was read")
+    if status is not ExitStatus.OK:
+        return status
     return ExitStatus.FINDINGS if result.over_limit else ExitStatus.OK
 
 
@@ -356,7 +490,7 @@ def _flow_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @cli.command(epilog=EXPLAIN_EXIT_STATUS_HELP)
-@click.argument("file", type=click.Path())
+@click.argument("file", type=click.Path(allow_dash=True))
 @click.option("--frame", "frame", type=click.IntRange(min=1), metavar="N",
               help="The RST (or any TCP packet) to explain, numbered as Wireshark does.")
 @click.option("--flow", "flow", metavar="CLIENT-SERVER", callback=_flow_option,
@@ -369,11 +503,12 @@ def _flow_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               show_default=True, help="table: the ladder diagram; json: the packets and the "
               "verdicts.")
 @click.option("--color/--no-color", default=None,
-              help="Colour the ladder (default: when stdout is a terminal).")
+              help="Colour the ladder (default: on a terminal, unless NO_COLOR is set).")
 def explain(file: str, frame: int | None, flow: Any, show_all: bool, fmt: str,
             color: bool | None) -> None:
-    """Draw the flow of a RST in FILE as a ladder diagram (client left, server right, one
-    line per packet) with the verdict, evidence and hint under each RST.
+    """Draw the flow of a RST in FILE ('-' for standard input) as a ladder diagram (client
+    left, server right, one line per packet) with the verdict, evidence and hint under each
+    RST.
 
     Give the RST with --frame N, or the flow with --flow CLIENT-SERVER.
     """
@@ -393,7 +528,9 @@ def run_explain(env: Environment, path: str, *, frame: int | None = None, flow: 
     from .ladder import explain_file, print_ladder
 
     try:
-        ladder = explain_file(path, frame=frame, flow=flow)
+        with _spooled(env, path) as readable:
+            ladder = explain_file(readable, frame=frame, flow=flow)
+            ladder.path = path if path != "-" else "<stdin>"
     except RstdiagError as exc:
         env.error(f"{path}: {exc}")
         return ExitStatus.ERROR
@@ -410,13 +547,45 @@ def run_explain(env: Environment, path: str, *, frame: int | None = None, flow: 
             json.dump(ladder.to_dict(), env.stdout, indent=2)
             env.stdout.write("\n")
         else:
-            use_color = env.stdout_isatty if color is None else color
-            print_ladder(ladder, env.stdout, color=use_color, show_all=show_all,
+            print_ladder(ladder, env.stdout, color=env.color(color), show_all=show_all,
                          width=None if not env.stdout_isatty else _terminal_width())
         env.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
     return ExitStatus.OK
+
+
+class _spooled:  # noqa: N801 - used as a context manager, reads as a phrase
+    """A path the ladder can read twice: the file itself, or standard input, a pipe or a
+    FIFO copied to a temporary file first (removed after)."""
+
+    def __init__(self, env: Environment, path: str) -> None:
+        self.env = env
+        self.path = path
+        self.temp: str | None = None
+
+    def __enter__(self) -> str:
+        import os
+        import shutil
+        import stat
+        import tempfile
+
+        if self.path != "-" and stat.S_ISREG(os.stat(self.path).st_mode):
+            return self.path
+        fd, self.temp = tempfile.mkstemp(prefix="rstdiag-", suffix=".pcap")
+        with os.fdopen(fd, "wb") as spool:
+            if self.path == "-":
+                shutil.copyfileobj(self.env.stdin, spool, 1 << 20)
+            else:
+                with open(self.path, "rb") as source:
+                    shutil.copyfileobj(source, spool, 1 << 20)
+        return self.temp
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+
+        if self.temp is not None:
+            os.unlink(self.temp)
 
 
 def _terminal_width() -> int:
@@ -454,6 +623,61 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+HELP_TOPICS = ("causes", "exit-status", "filters", "formats")
+
+
+@cli.command(name="help")
+@click.argument("topic", required=False)
+@click.pass_context
+def help_command(ctx: click.Context, topic: str | None) -> None:
+    """The reference on the terminal: `rstdiag help COMMAND` (read, check, explain, live),
+    or a topic: causes, exit-status, filters, formats."""
+    root = ctx.find_root()
+    if topic is None:
+        click.echo(root.get_help())
+        click.echo(f"\nTopics: rstdiag help COMMAND, or one of {', '.join(HELP_TOPICS)}.")
+        return
+    command = cli.commands.get(topic)
+    if command is not None and topic != "help":
+        with click.Context(command, info_name=topic, parent=root) as sub:
+            click.echo(command.get_help(sub))
+        return
+    if topic not in HELP_TOPICS:
+        raise click.BadParameter(f"{topic!r}: give a command ({', '.join(cli.commands)}) or "
+                                 f"a topic ({', '.join(HELP_TOPICS)})", param_hint="TOPIC")
+    click.echo(_topic(topic))
+
+
+def _topic(topic: str) -> str:
+    from .labels import HINTS
+
+    if topic == "causes":
+        return "\n".join(f"{label}\n    {hint}" for label, hint in HINTS.items())
+    if topic == "exit-status":
+        return ("0  done (read, explain, live), or the check passed\n"
+                "1  check: more RSTs with failing causes than --max allows\n"
+                "2  usage error, a capture that cannot be read, live cannot capture\n"
+                "130  interrupted by Ctrl-C or SIGTERM: what was read is still reported; an "
+                "interrupted check is never PASS")
+    if topic == "filters":
+        return ("read and check show only the RSTs that pass every filter given:\n"
+                "  --cause LABELS           comma list (rstdiag help causes)\n"
+                "  --port PORT              either end of the flow, as tcpdump's port\n"
+                "  --host ADDR[/LEN]        an address or network at either end\n"
+                "  --sender WHO             client, server, path (forged), unknown\n"
+                "  --min-confidence LEVEL   low, medium, high\n"
+                "  --since/--until TIME     2020-08-20T22:55:00 (UTC), epoch seconds, +10m\n"
+                "  -f EXPR                  a pcap-filter expression, applied by tcpdump\n"
+                "  -c N                     the first N packets only\n"
+                "  --by server|client|port|flow [--top N]   RSTs by cause per group")
+    return ("table     one line per RST, the summary by cause last (people)\n"
+            "json      one document: rsts first, then files, summary, copies (groups, check)\n"
+            "jsonl     one verdict per line, written as it is final\n"
+            "csv       a header, then one row per verdict\n"
+            "check also: junit, github (at most 10 annotations per cause and capture), "
+            "markdown")
 
 
 LIVE_EXIT_STATUS_HELP = (
@@ -596,5 +820,15 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    """The `rstdiag` command. Ctrl-C or SIGTERM before the reading starts (or after it)
+    is status 130 with a word on stderr, never click's `Aborted!` and status 1."""
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    cli(prog_name="rstdiag")
+    try:
+        status = cli.main(prog_name="rstdiag", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("rstdiag: interrupted", file=sys.stderr, flush=True)
+        status = int(ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        status = exc.exit_code
+    raise SystemExit(status if isinstance(status, int) else 0)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
+
+from .textsafe import visible
 
 
 @dataclass(slots=True)
@@ -15,6 +19,7 @@ class Environment:
     stderr: TextIO
     stdout_isatty: bool
     stderr_isatty: bool
+    environ: Mapping[str, str] = field(default_factory=dict)  # NO_COLOR, FORCE_COLOR, PAGER
 
     @classmethod
     def from_system(cls) -> Environment:
@@ -24,14 +29,26 @@ class Environment:
             stderr=sys.stderr,
             stdout_isatty=sys.stdout.isatty(),
             stderr_isatty=sys.stderr.isatty(),
+            environ=dict(os.environ),
         )
+
+    def color(self, flag: bool | None) -> bool:
+        """--color/--no-color if given; else NO_COLOR (no colour) and FORCE_COLOR (colour)
+        as no-color.org and force-color.org say; else colour on a terminal."""
+        if flag is not None:
+            return flag
+        if self.environ.get("NO_COLOR"):
+            return False
+        if self.environ.get("FORCE_COLOR"):
+            return True
+        return self.stdout_isatty
 
     def error(self, message: str) -> None:
         """One line on stderr: how every failure a user can act on is reported."""
-        print(f"rstdiag: error: {message}", file=self.stderr, flush=True)
+        print(f"rstdiag: error: {visible(message)}", file=self.stderr, flush=True)
 
     def warn(self, message: str) -> None:
-        print(f"rstdiag: warning: {message}", file=self.stderr, flush=True)
+        print(f"rstdiag: warning: {visible(message)}", file=self.stderr, flush=True)
 
 
 def leave_interrupts_to_parent() -> None:

@@ -20,11 +20,11 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from .analysis import FileReport, summarize
+from .analysis import FileReport
 from .labels import Endpoint, Label, Verdict
 
 DEFAULT_FAIL_ON: frozenset[Label] = frozenset(Label) - {Label.CLOSED_PORT, Label.CLIENT_ABORT}
@@ -238,17 +238,79 @@ class InputError:
 
 @dataclass(slots=True)
 class FileOutcomes:
-    """The outcome of every RST of one capture, in frame order."""
+    """The outcome of every RST of one capture, in frame order (kept for junit and tests)."""
 
     path: str
     outcomes: list[tuple[Verdict, Outcome]] = field(default_factory=list)
 
 
+SAMPLES_PER_CAUSE = 10  # offending RSTs kept per (capture, cause): github's annotations
+FIRST_FINDINGS = 20  # offending RSTs kept in order: markdown's list
+
+
 @dataclass(slots=True)
 class CheckResult:
+    """What the check made of the RSTs: counts by outcome, the findings by cause, compact
+    (file, frame, cause) of every finding, and a few offending verdicts to quote. With `keep`
+    (junit, the library), every RST's outcome too, per file."""
+
     policy: Policy
     files: list[FileOutcomes] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
+    keep: bool = True
+    keep_offending: bool = True  # the (file, frame, cause) of every finding, for json
+    accept_all: bool = False  # --write-baseline: what would be a finding is accepted
+    interrupted: bool = False
+    counts: Counter[Outcome] = field(default_factory=Counter)
+    finding_labels: Counter[Label] = field(default_factory=Counter)
+    offending: list[tuple[str, int, Label]] = field(default_factory=list)
+    samples: dict[tuple[str, Label], list[Verdict]] = field(default_factory=dict)
+    first_findings: list[Verdict] = field(default_factory=list)
+    outcomes_by_label: dict[Label, Counter[Outcome]] = field(default_factory=dict)
+    captures: list[str] = field(default_factory=list)
+    counted: Counter[tuple[Label, int]] = field(default_factory=Counter)
+    per_capture: Counter[tuple[str, Label]] = field(default_factory=Counter)  # findings
+    _remaining: dict[tuple[Label, int], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.policy.baseline is not None and not self._remaining:
+            self._remaining = dict(self.policy.baseline.accepted)
+
+    def judge(self, verdict: Verdict) -> Outcome:
+        """The outcome of the next RST (in file and frame order), counted."""
+        policy = self.policy
+        if verdict.duplicate_of is not None:
+            outcome = Outcome.DUPLICATE
+        elif not verdict.is_any_of(policy.fail_on):
+            outcome = Outcome.NOT_CHECKED
+        elif policy.ignores(verdict):
+            outcome = Outcome.IGNORED
+        elif self._remaining.get(key := (verdict.label, verdict.server.port), 0) > 0:
+            self._remaining[key] -= 1
+            outcome = Outcome.ACCEPTED
+        else:
+            outcome = Outcome.ACCEPTED if self.accept_all else Outcome.FINDING
+        if outcome in (Outcome.FINDING, Outcome.ACCEPTED):
+            self.counted[(verdict.label, verdict.server.port)] += 1
+        self.counts[outcome] += 1
+        self.outcomes_by_label.setdefault(verdict.label, Counter())[outcome] += 1
+        if not self.captures or self.captures[-1] != verdict.file:
+            self.captures.append(verdict.file)
+        if outcome is Outcome.FINDING:
+            self.finding_labels[verdict.label] += 1
+            self.per_capture[(verdict.file, verdict.label)] += 1
+            if self.keep_offending:
+                self.offending.append((verdict.file, verdict.frame, verdict.label))
+            sample = self.samples.setdefault((verdict.file, verdict.label), [])
+            if len(sample) < SAMPLES_PER_CAUSE:
+                sample.append(verdict)
+            if len(self.first_findings) < FIRST_FINDINGS:
+                self.first_findings.append(verdict)
+        if self.keep:
+            if not self.files or self.files[-1].path != verdict.file:
+                self.files.append(FileOutcomes(verdict.file))
+            self.files[-1].outcomes.append((verdict, outcome))
+        return outcome
 
     @property
     def outcomes(self) -> list[tuple[Verdict, Outcome]]:
@@ -259,7 +321,7 @@ class CheckResult:
 
     @property
     def findings(self) -> list[Verdict]:
-        """The RSTs counted against the limit, in file and frame order."""
+        """The RSTs counted against the limit, in file and frame order (kept results)."""
         return self._with(Outcome.FINDING)
 
     @property
@@ -275,42 +337,47 @@ class CheckResult:
         return self._with(Outcome.NOT_CHECKED)
 
     @property
+    def finding_count(self) -> int:
+        return self.counts[Outcome.FINDING]
+
+    @property
     def duplicates(self) -> int:
-        return len(self._with(Outcome.DUPLICATE))
+        return self.counts[Outcome.DUPLICATE]
 
     @property
     def by_label(self) -> dict[str, int]:
         """Findings by label, in taxonomy order."""
-        return summarize(self.findings)
+        return {str(label): self.finding_labels[label] for label in Label
+                if self.finding_labels[label]}
 
     @property
     def over_limit(self) -> bool:
-        return len(self.findings) > self.policy.max
+        return self.finding_count > self.policy.max
 
     @property
     def passed(self) -> bool:
-        return not self.over_limit and not self.errors
+        return not self.over_limit and not self.errors and not self.interrupted
 
     def baseline(self) -> Baseline:
         """What `--write-baseline` writes: every RST this policy would count, without a
         baseline (the findings and the RSTs an existing baseline accepted)."""
-        return Baseline.from_verdicts(v for v, o in self.outcomes
-                                      if o in (Outcome.FINDING, Outcome.ACCEPTED))
+        return Baseline(dict(self.counted))
 
     def to_dict(self) -> dict[str, object]:
         """The "check" object of `check --format json`."""
         return {
             "passed": self.passed,
+            "interrupted": self.interrupted,
             "fail_on": ordered_labels(self.policy.fail_on),
             "max": self.policy.max,
-            "findings": len(self.findings),
+            "findings": self.finding_count,
             "by_label": self.by_label,
-            "accepted_by_baseline": len(self.accepted),
-            "ignored": len(self.ignored),
-            "not_checked": len(self.not_checked),
+            "accepted_by_baseline": self.counts[Outcome.ACCEPTED],
+            "ignored": self.counts[Outcome.IGNORED],
+            "not_checked": self.counts[Outcome.NOT_CHECKED],
             "duplicates": self.duplicates,
-            "offending": [{"file": v.file, "frame": v.frame, "label": str(v.label)}
-                          for v in self.findings],
+            "offending": [{"file": f, "frame": n, "label": str(label)}
+                          for f, n, label in self.offending],
             "errors": [{"file": e.file, "error": e.message} for e in self.errors],
         }
 
@@ -318,22 +385,11 @@ class CheckResult:
 def evaluate(reports: Sequence[FileReport], policy: Policy,
              errors: Sequence[InputError] = ()) -> CheckResult:
     """Decide the outcome of every RST of `reports` under `policy` (see the module doc)."""
-    remaining = dict(policy.baseline.accepted) if policy.baseline is not None else {}
     result = CheckResult(policy, errors=list(errors))
     for report in reports:
-        outcomes = FileOutcomes(report.path)
-        result.files.append(outcomes)
+        result.files.append(FileOutcomes(report.path))
+        result.captures.append(report.path)
         for verdict in report.verdicts:
-            if verdict.duplicate_of is not None:
-                outcome = Outcome.DUPLICATE
-            elif not verdict.is_any_of(policy.fail_on):
-                outcome = Outcome.NOT_CHECKED
-            elif policy.ignores(verdict):
-                outcome = Outcome.IGNORED
-            elif remaining.get(key := (verdict.label, verdict.server.port), 0) > 0:
-                remaining[key] -= 1
-                outcome = Outcome.ACCEPTED
-            else:
-                outcome = Outcome.FINDING
-            outcomes.outcomes.append((verdict, outcome))
+            result.judge(replace(verdict, file=report.path) if verdict.file != report.path
+                         else verdict)
     return result

@@ -22,6 +22,7 @@ from rich.text import Text
 from .errors import RstdiagError
 from .labels import Effect, Endpoint, Sender, Verdict
 from .records import ACK, FIN, RST, SYN, Packet, flag_string
+from .textsafe import data_text, visible
 from .utctime import utc_text
 
 HEAD = 20  # packets shown at the start of a long flow
@@ -473,7 +474,7 @@ def _layout(ladder: Ladder, items: Sequence[Row | Gap], width: int | None) -> _L
     frame_width = max([len("frame"), *(len(str(r.frame)) for r in rows)])
     ms_width = max([len("ms"), *(len(f"{r.ms:.1f}") for r in rows)])
     longest = max((len(r.label(flags_width)) for r in rows), default=0)
-    ends = len(f"client {ladder.client}") + len(f"server {ladder.server}") + 4
+    ends = len(visible(f"client {ladder.client}")) + len(visible(f"server {ladder.server}")) + 4
     arrow = max(MIN_ARROW, longest + 10)
     if arrow < ends <= MAX_ARROW:  # room for both endpoints on one line
         arrow = ends
@@ -508,6 +509,7 @@ def print_ladder(ladder: Ladder, out: TextIO, *, color: bool, width: int | None 
         styles = LABEL_STYLES
     items = ladder.visible(show_all)
     console = PipeSafeConsole(file=out, force_terminal=color, no_color=not color, highlight=False,
+                              markup=False, emoji=False,
                       width=width if width is not None else max(100, ladder_width(ladder,
                                                                                   show_all)))
     layout = _layout(ladder, items, console.width)
@@ -515,7 +517,7 @@ def print_ladder(ladder: Ladder, out: TextIO, *, color: bool, width: int | None 
         console.print(line, soft_wrap=width is None)  # a file or pipe: no need to wrap
     console.print()
     left, arrow = layout.left, layout.arrow
-    c_name, s_name = f"client {ladder.client}", f"server {ladder.server}"
+    c_name, s_name = visible(f"client {ladder.client}"), visible(f"server {ladder.server}")
     head = Text()
     head.append(f"{'frame':>{layout.frame_width + 2}}  {'ms':>{layout.ms_width}}  ", style="dim")
     if len(c_name) + len(s_name) + 2 <= arrow + 2:
@@ -559,36 +561,46 @@ _ROLES = {
 }
 
 
-def _heading(ladder: Ladder) -> list[str]:
+def _heading(ladder: Ladder) -> list[Text]:
+    """The lines above the ladder; names and addresses are data (textsafe), never markup."""
     name = os.path.basename(ladder.path) or ladder.path
     rows, rsts = ladder.rows, ladder.rsts
     lines = []
     selected = ladder.selected
     if selected is not None and selected.is_rst:
         verdict = selected.verdict
-        cause = (f": [bold]{verdict.label}[/] ({verdict.confidence} confidence)"
-                 if verdict is not None else "")
         forged = verdict is not None and verdict.sender == Sender.PATH
         origin = (f"claiming to come from the {selected.sender}" if forged
                   else f"from the {selected.sender}")
-        lines.append(f"[bold]{name} frame {selected.frame}[/] is a RST {origin}{cause}")
+        line = data_text(f"{name} frame {selected.frame}", "bold")
+        line.append(f" is a RST {origin}")
+        if verdict is not None:
+            line.append(": ")
+            line.append(str(verdict.label), style="bold")
+            line.append(f" ({verdict.confidence} confidence)")
+        lines.append(line)
     elif selected is not None:
-        lines.append(f"[bold]{name} frame {selected.frame}[/] is not a RST "
-                     f"(flags {flag_string(selected.flags)}); its flow:")
+        line = data_text(f"{name} frame {selected.frame}", "bold")
+        line.append(f" is not a RST (flags {flag_string(selected.flags)}); its flow:")
+        lines.append(line)
     else:
-        lines.append(f"[bold]{name}[/]: the flow {ladder.client} - {ladder.server}")
+        line = data_text(name, "bold")
+        line.append_text(data_text(f": the flow {ladder.client} - {ladder.server}"))
+        lines.append(line)
     if not rows:
         return lines
     span = (rows[-1].ts - rows[0].ts) * 1000
     rst_text = f"{len(rsts)} RST{'s' if len(rsts) != 1 else ''}" if rsts else "no RST"
-    lines.append(f"[dim]client {ladder.client} -> server {ladder.server} "
-                 f"({_ROLES.get(ladder.roles, ladder.roles)})[/]")
-    lines.append(f"[dim]{len(rows)} packets, {rst_text}, {span:.1f} ms from "
-                 f"{_time(rows[0].ts)} UTC[/]")
+    lines.append(data_text(f"client {ladder.client} -> server {ladder.server} "
+                           f"({_ROLES.get(ladder.roles, ladder.roles)})", "dim"))
+    lines.append(Text(f"{len(rows)} packets, {rst_text}, {span:.1f} ms from "
+                      f"{_time(rows[0].ts)} UTC", style="dim"))
     if ladder.connections > 1:
-        lines.append(f"[dim]this 4-tuple carries {ladder.connections} connections; this is "
-                     f"number {ladder.connection} (frames {rows[0].frame}-{rows[-1].frame})[/]")
-    lines.append("[dim]seq and ack relative to each side's ISN; ms since the first packet[/]")
+        lines.append(Text(f"this 4-tuple carries {ladder.connections} connections; this is "
+                          f"number {ladder.connection} (frames {rows[0].frame}-"
+                          f"{rows[-1].frame})", style="dim"))
+    lines.append(Text("seq and ack relative to each side's ISN; ms since the first packet",
+                      style="dim"))
     return lines
 
 
@@ -619,9 +631,9 @@ def _verdict_lines(row: Row, styles: Mapping[object, str], width: int) -> list[T
     if v.duplicate_of is not None:
         first.append(f" (an identical copy of #{v.duplicate_of})", style="dim")
     lines = [first]
-    fields = [("evidence", v.evidence, "")]
+    fields = [("evidence", visible(v.evidence), "")]
     if v.kernel_reason:
-        fields.append(("kernel", v.kernel_reason, ""))
+        fields.append(("kernel", visible(v.kernel_reason), ""))
     fields.append(("effect", f"{v.effect}: {EFFECT_MEANINGS[v.effect]}",
                    "bold" if v.effect in (Effect.IGNORED, Effect.CHALLENGED) else ""))
     if v.open_alternatives:

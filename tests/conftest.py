@@ -21,3 +21,14 @@ def requires_netns() -> None:
     reason = netns_unavailable()
     if reason is not None:
         pytest.skip(reason)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One clear line when the public corpus (../shared/pcaps-public) is not there: the
+    tests that read it skip."""
+    from corpus import PUBLIC
+
+    if PUBLIC.is_dir():
+        return f"public captures: {PUBLIC}"
+    return (f"public captures not found at {PUBLIC}: the tests that read them skip "
+            "(put the corpus's shared/ folder beside the project to run them)")

@@ -33,7 +33,7 @@ def test_read_json_lists_every_rst_with_the_documented_fields() -> None:
     result = run("read", "--format", "json", str(public("zeek__dhe.pcap")))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"version", "files", "rsts", "summary"}
+    assert set(doc) == {"version", "files", "rsts", "summary", "copies"}
     assert [r["frame"] for r in doc["rsts"]] == [22, 23, 24]
     required = {"file", "frame", "ts", "src", "sport", "dst", "dport", "sender", "label",
                 "confidence", "evidence", "hint"}
@@ -47,7 +47,7 @@ def test_read_table_shows_each_cause_and_a_summary() -> None:
     assert result.returncode == 0
     for label in ("injected", "unread-data", "follow-up"):
         assert label in result.stdout
-    assert "3 RSTs in 1 TCP flows" in result.stdout
+    assert "3 RSTs by cause in 9 frames, 1 TCP flow\n" in result.stdout
 
 
 @needs_entry_point
@@ -227,4 +227,20 @@ def test_json_document_is_the_indented_document_with_one_rst_a_line() -> None:
     assert json.loads(text) == json.loads(json.dumps(document(reports)))
     rst_lines = [line for line in text.splitlines() if line.startswith('    {"file"')]
     assert len(rst_lines) == len(reports[0].verdicts) > 1
-    assert text.startswith('{\n  "version": 1,\n  "files": [\n    {\n      "path"')
+    assert text.startswith('{\n  "version": 1,\n  "rsts": [\n    {"file": ')
+
+
+@needs_entry_point
+@pytest.mark.parametrize(("topic", "expected"), [("read", "--cause LABELS"),
+                                                 ("causes", "half-open\n    look for a restart"),
+                                                 ("exit-status", "130  interrupted"),
+                                                 ("filters", "--min-confidence")])
+def test_help_topics_print_the_reference(topic: str, expected: str) -> None:
+    result = run("help", topic)
+    assert result.returncode == 0 and expected in result.stdout
+
+
+@needs_entry_point
+def test_an_unknown_help_topic_lists_the_topics() -> None:
+    result = run("help", "nope")
+    assert result.returncode == 2 and "causes, exit-status, filters, formats" in result.stderr

@@ -324,7 +324,7 @@ def test_github_escapes_data_and_properties() -> None:
     write_github(evaluate(reports, Policy()), reports, out)
     lines = out.getvalue().splitlines()
     assert lines[0] == ("::error file=dir%2Cx/a%3Ab.pcap,title=rstdiag injected::frame 2 "
-                        "10.0.0.1:40000 -> 10.0.0.2:443: line1%0Aline2 100%25")
+                        "10.0.0.1:40000 -> 10.0.0.2:443: line1\\x0aline2 100%25")
     syntax = re.compile(r"^::(error|warning|notice)( [a-z]+=[^,:]*(,[a-z]+=[^,:]*)*)?::.*$")
     assert all(syntax.match(line) for line in lines)
     assert lines[-1].startswith("::notice title=rstdiag check::FAIL")

@@ -191,9 +191,10 @@ def test_read_quiet_shows_the_summary_then_a_burst_in_the_timeline() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     out = result.stdout
-    assert out.index("407 RSTs in 81 TCP flows") < out.index("RSTs over time (UTC)")
+    assert out.index("265 RSTs by cause in 1,215 frames, 81 TCP flows") < \
+        out.index("RSTs over time (UTC)")
     rows = {line.split()[0]: line for line in out.splitlines() if "│" in line and "peak" in line}
     assert set(rows) == {"all", "linger-abort", "data-after-close", "half-open", "injected",
                          "client-abort", "follow-up"}
-    assert " 407 │" in rows["all"] and "peak 23:03:23, 50 RSTs" in rows["all"]
+    assert " 265 │" in rows["all"] and "peak 23:03:23, 34 RSTs" in rows["all"]
     assert out.rstrip().splitlines()[-1].split() == ["22:53:49", "23:04:30"]
