@@ -46,9 +46,12 @@ class Analysis:
         """Let capture time reach `now` without a packet (a live capture's clock)."""
     def finish(self, complete: bool = True) -> None:
         """End of input: every waiting RST is judged; counters become final."""
+    def limit_frames(self, frames: int) -> None:
+        """Read no more than `frames` frames, as if the capture ended there (before `read`)."""
     def summary(self) -> dict[str, object]:
         """format, frames, tcp_packets, flows, duplicates, evicted_flows, rsts, skipped,
-        warnings, complete, first_ts, last_ts."""
+        warnings, complete, first_ts, last_ts; while `read` is under way, only first_ts and
+        last_ts (as far as the engine has read) are filled in."""
     def counters(self) -> tuple[int, int, int]:
         """(flows in the table, flows seen, TCP packets decoded)."""
     def watch(self, a: tuple[str, int], b: tuple[str, int]) -> None:

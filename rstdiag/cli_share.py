@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import click
 
 from .env import Environment
 from .errors import ExitStatus, RstdiagError
+
+if TYPE_CHECKING:
+    from .analysis import FileReport
 
 T = TypeVar("T")
 
@@ -122,15 +125,15 @@ def report(files: tuple[str, ...], output: str, per_cause: int, max_rows: int,
 
 def run_report(env: Environment, files: tuple[str, ...], output: str, *, per_cause: int = 3,
                max_rows: int = 5000, max_flows: int | None = None) -> ExitStatus:
-    from .cli import analyze_files
     from .report import build_page, ladder_choices, ladders_of, render_page
 
     if "-" in files:
         env.error("report reads each FILE twice (the verdicts, then the ladders' packets): "
                   "give files, not standard input")
         return ExitStatus.ERROR
-    reports, errors, interrupted = analyze_files(env, files, max_flows, jobs=None)
-    if interrupted:
+    try:
+        reports, errors = _analyze_all(env, files, max_flows)
+    except KeyboardInterrupt:
         env.warn("interrupted; nothing written")
         return ExitStatus.INTERRUPTED
     try:
@@ -153,6 +156,27 @@ def run_report(env: Environment, files: tuple[str, ...], output: str, *, per_cau
                      f"captures, {len(ladders)} ladders\n")
     env.stdout.flush()
     return ExitStatus.ERROR if errors else ExitStatus.OK
+
+
+def _analyze_all(env: Environment, files: tuple[str, ...], max_flows: int | None
+                 ) -> tuple[list[FileReport], list[tuple[str, str]]]:
+    """Every capture's whole report (the page needs all its verdicts), and the (path, error
+    line) of those that could not be read, each told on stderr as it comes."""
+    from .analysis import analyze_path
+
+    reports: list[FileReport] = []
+    errors: list[tuple[str, str]] = []
+    for path in files:
+        report, message = analyze_path(path, max_flows)
+        if message is not None:
+            env.error(f"{path}: {message}")
+            errors.append((path, message))
+        if report is None:
+            continue
+        for warning in report.warnings:
+            env.warn(f"{path}: {warning}")
+        reports.append(report)
+    return reports, errors
 
 
 def _rsts(count: int) -> str:

@@ -20,9 +20,13 @@ def community_id(src: str, sport: int, dst: str, dport: int, *, proto: int = TCP
                  seed: int = 0) -> str:
     """The version 1 Community ID of the flow between two (address text, port) endpoints, for
     a protocol with ports (TCP, UDP, SCTP): "1:" and the base64 of a SHA-1 over the seed, the
-    endpoints ordered lower first, the protocol and a pad byte."""
-    a = (ipaddress.ip_address(src).packed, sport)
-    b = (ipaddress.ip_address(dst).packed, dport)
+    endpoints ordered lower first, the protocol and a pad byte. "" when an endpoint is not an
+    IP address (a verdict made by hand, not by the engine)."""
+    try:
+        a = (ipaddress.ip_address(src).packed, sport)
+        b = (ipaddress.ip_address(dst).packed, dport)
+    except ValueError:
+        return ""
     (addr1, port1), (addr2, port2) = (a, b) if a <= b else (b, a)
     digest = hashlib.sha1(
         struct.pack("!H", seed) + addr1 + addr2 + struct.pack("!BxHH", proto, port1, port2))

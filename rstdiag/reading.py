@@ -165,7 +165,7 @@ class Reader:
     def _one(self, path: str) -> Iterator[Verdict]:
         summary = FileSummary(path)
         try:
-            run = _FileRun(path, self.options)
+            run = _FileRun(path, self.options, self.packets_left)
         except (RstdiagError, OSError) as exc:
             self._failed(path, exc)
             return
@@ -192,19 +192,18 @@ class Reader:
     def _batches(self, run: _FileRun, summary: FileSummary,
                  tick: Callable[[int], None] | None) -> Iterator[Verdict]:
         while True:
-            limit = BATCH if self.packets_left is None else min(BATCH, self.packets_left)
             with self.interrupts.wait():
-                more, frames = run.read(limit)
-            if self.packets_left is not None:
-                self.packets_left -= frames
+                more = run.read(BATCH)
             yield from run.take(summary)
             if tick is not None:
                 tick(run.core.bytes_read)
             if self.interrupts.requested:
                 raise KeyboardInterrupt
-            if not more or self.packets_left == 0:
+            if not more:
                 break
         yield from run.finish(summary, complete=True)
+        if self.packets_left is not None:
+            self.packets_left -= summary.get("frames", 0)
 
     def _ended(self, summary: FileSummary) -> None:
         for warning in summary.get("warnings", []):
@@ -267,14 +266,14 @@ class Reader:
 
         summary = FileSummary(path)
         try:
-            run = _FileRun(path, self.options)
+            run = _FileRun(path, self.options, self.packets_left)
         except (RstdiagError, OSError) as exc:
             put(("end", (None, _message(exc))))
             return
         with run:
             try:
                 while True:
-                    more, _ = run.read(BATCH)
+                    more = run.read(BATCH)
                     batch = list(run.take(summary))
                     if batch and not put(("batch", batch)):
                         return
@@ -308,7 +307,8 @@ class _FileRun:
     """One capture through the engine: opened (through tcpdump for `-f`), read in batches,
     its final verdicts filtered by the selection and counted in its FileSummary."""
 
-    def __init__(self, path: str, options: ReadOptions) -> None:
+    def __init__(self, path: str, options: ReadOptions, frames: int | None = None) -> None:
+        """`frames`: read no more (-c)."""
         self.path = path
         self.selection = options.selection
         self.core = _core.Analysis(options.max_flows)
@@ -327,6 +327,8 @@ class _FileRun:
             raise CaptureError(why or str(exc), getattr(exc, "offset", None)) from None
         self.relative = any(b is not None and b.relative
                             for b in (self.selection.since, self.selection.until))
+        if frames is not None:
+            self.core.limit_frames(frames)
 
     def __enter__(self) -> _FileRun:
         return self
@@ -341,9 +343,9 @@ class _FileRun:
             self.tcpdump.wait()
             self.tcpdump = None
 
-    def read(self, limit: int) -> tuple[bool, int]:
-        """(more to come?, frames read: `limit` unless the capture ended) after up to
-        `limit` frames."""
+    def read(self, limit: int) -> bool:
+        """The next batch of verdicts (the engine reads `limit` frames a batch): whether more
+        are to come."""
         try:
             more = self.core.read(limit)
         except _core.CaptureError as exc:
@@ -352,7 +354,7 @@ class _FileRun:
             raise self._fault(exc) from None
         if self.relative and self.start is None:
             self.start = self.core.summary()["first_ts"]
-        return more, limit if more else 0
+        return more
 
     def _fault(self, exc: BaseException) -> EngineFault:
         self.core.finish(False)

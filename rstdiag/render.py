@@ -99,7 +99,7 @@ class JsonlSink:
         self.extra = extra  # verdict -> dict of more fields (check's outcome), or None
 
     def add(self, v: Verdict) -> None:
-        row = v.to_row() if self.extra is None else {**v.to_row(), **self.extra(v)}
+        row = v.to_dict() if self.extra is None else {**v.to_dict(), **self.extra(v)}
         self.out.write(json.dumps(row) + "\n")
 
     def close(self, end: End) -> None:

@@ -229,6 +229,7 @@ pub struct Analysis {
     verdicts: Vec<Verdict>,
     finished: bool,
     reader_absorbed: bool,
+    frames_left: Option<u64>,
     watch: Option<FlowKey>,
     watched: Vec<Packet>,
 }
@@ -270,6 +271,7 @@ impl Analysis {
             verdicts: Vec::new(),
             finished: false,
             reader_absorbed: false,
+            frames_left: None,
             watch: None,
             watched: Vec::new(),
         }
@@ -292,14 +294,24 @@ impl Analysis {
         limit: usize,
     ) -> Result<bool, CaptureError> {
         for _ in 0..limit {
+            if self.frames_left == Some(0) {
+                self.absorb_reader(reader);
+                return Ok(false);
+            }
             let Some(raw) = reader.next_frame()? else {
                 self.absorb_reader(reader);
                 return Ok(false);
             };
+            self.frames_left = self.frames_left.map(|n| n.saturating_sub(1));
             self.frame(&raw)?;
         }
         self.drain();
         Ok(true)
+    }
+
+    /// Read no more than `frames` frames of the capture, as if it ended there (`-c`).
+    pub fn limit_frames(&mut self, frames: u64) {
+        self.frames_left = Some(frames);
     }
 
     /// One frame through decode, tracking and judging.

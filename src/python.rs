@@ -17,7 +17,7 @@ use crate::capture::{CaptureError, CaptureReader};
 use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
 use crate::records::{flag_string, Packet, RawFrame};
-use crate::runner::{panic_text, Prefetch, Runner, Step};
+use crate::runner::{panic_text, Prefetch, Runner, Span, Step};
 use crate::verdict::{addr_text, Verdict};
 
 create_exception!(_core, EngineCaptureError, PyException);
@@ -257,6 +257,8 @@ struct Analysis {
     /// final verdicts handed over by the engine's thread, not yet taken
     ready: Vec<Verdict>,
     bytes_read: u64,
+    /// the time span read so far, while the engine (with its counters) is on its thread
+    span: Span,
     /// stops the engine's thread, and ends a prefetched source
     cancel: Arc<AtomicBool>,
     pending: Pending,
@@ -327,6 +329,7 @@ impl Analysis {
             reading: Reading::Idle,
             ready: Vec::new(),
             bytes_read: 0,
+            span: Span::default(),
             cancel: Arc::default(),
             pending: Arc::new(Mutex::new(None)),
             broken: None,
@@ -379,8 +382,9 @@ impl Analysis {
             let step = py.detach(|| runner.next(WAIT));
             self.bytes_read = runner.bytes_read();
             match step {
-                Step::Verdicts(mut verdicts) => {
+                Step::Verdicts(mut verdicts, span) => {
                     self.ready.append(&mut verdicts);
+                    self.span = span;
                     return Ok(true);
                 }
                 Step::Waiting => py.check_signals()?,
@@ -468,7 +472,16 @@ impl Analysis {
     }
 
     /// The capture's counters and warnings (final after `finish`).
+    /// While the engine reads on its thread, only the time span read so far is known.
     fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        if let Reading::Running(_) = self.reading {
+            let partial = Summary {
+                first_ts: self.span.first_ts,
+                last_ts: self.span.last_ts,
+                ..Summary::default()
+            };
+            return summary_dict(py, &partial);
+        }
         summary_dict(py, self.engine.summary())
     }
 
@@ -479,6 +492,11 @@ impl Analysis {
             self.engine.flows_seen(),
             self.engine.tcp_packets(),
         )
+    }
+
+    /// Read no more than `frames` frames, as if the capture ended there (tcpdump's -c).
+    fn limit_frames(&mut self, frames: u64) {
+        self.engine.limit_frames(frames);
     }
 
     /// Keep the packets of the flow between two endpoints (either order) as they pass.

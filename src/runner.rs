@@ -22,8 +22,8 @@ const IN_FLIGHT: usize = 4;
 
 /// What the engine's thread says next.
 pub enum Step {
-    /// final verdicts, in frame order
-    Verdicts(Vec<Verdict>),
+    /// final verdicts, in frame order, and the capture's time span read so far
+    Verdicts(Vec<Verdict>, Span),
     /// nothing within the wait: the caller may look at its own signals and wait again
     Waiting,
     /// the capture ended (or the run was stopped); the engine can be taken back
@@ -34,8 +34,16 @@ pub enum Step {
     Panicked(String),
 }
 
+/// The earliest and latest frame time read so far: what a consumer filtering by time needs
+/// while the engine, with its counters, is on its own thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Span {
+    pub first_ts: Option<f64>,
+    pub last_ts: Option<f64>,
+}
+
 enum Message {
-    Verdicts(Vec<Verdict>),
+    Verdicts(Vec<Verdict>, Span),
     End(Result<(), CaptureError>),
     Panic(String),
 }
@@ -81,7 +89,7 @@ impl<R: Read + Send + 'static> Runner<R> {
             return Step::Done;
         };
         match rx.recv_timeout(wait) {
-            Ok(Message::Verdicts(verdicts)) => Step::Verdicts(verdicts),
+            Ok(Message::Verdicts(verdicts, span)) => Step::Verdicts(verdicts, span),
             Ok(Message::End(Ok(()))) | Err(RecvTimeoutError::Disconnected) => Step::Done,
             Ok(Message::End(Err(err))) => Step::Failed(err),
             Ok(Message::Panic(message)) => Step::Panicked(message),
@@ -103,13 +111,14 @@ impl<R: Read + Send + 'static> Runner<R> {
         let rx = self.rx.into_inner().ok()?;
         // Drain while waiting: a thread blocked on a full channel must be able to finish.
         while !handle.is_finished() {
-            if let Ok(Message::Verdicts(mut verdicts)) = rx.recv_timeout(Duration::from_millis(20))
+            if let Ok(Message::Verdicts(mut verdicts, _)) =
+                rx.recv_timeout(Duration::from_millis(20))
             {
                 leftover.append(&mut verdicts);
             }
         }
         while let Ok(message) = rx.try_recv() {
-            if let Message::Verdicts(mut verdicts) = message {
+            if let Message::Verdicts(mut verdicts, _) = message {
                 leftover.append(&mut verdicts);
             }
         }
@@ -149,7 +158,12 @@ fn drive<R: Read>(
         let more = analysis.read(reader, batch)?;
         bytes.store(reader.bytes_read(), Ordering::Relaxed);
         let verdicts = analysis.take();
-        if !verdicts.is_empty() && tx.send(Message::Verdicts(verdicts)).is_err() {
+        let summary = analysis.summary();
+        let span = Span {
+            first_ts: summary.first_ts,
+            last_ts: summary.last_ts,
+        };
+        if !verdicts.is_empty() && tx.send(Message::Verdicts(verdicts, span)).is_err() {
             return Ok(()); // the consumer is gone
         }
         if !more || cancel.load(Ordering::Relaxed) {
@@ -295,7 +309,7 @@ mod tests {
         let mut verdicts = Vec::new();
         loop {
             match runner.next(Duration::from_secs(5)) {
-                Step::Verdicts(mut v) => verdicts.append(&mut v),
+                Step::Verdicts(mut v, _) => verdicts.append(&mut v),
                 Step::Done => break,
                 Step::Waiting => continue,
                 Step::Failed(err) => panic!("failed: {err}"),
@@ -351,7 +365,7 @@ mod tests {
         let runner = Runner::spawn(Analysis::new(None), reader, 1, cancel).expect("thread");
         let mut seen = 0;
         while runner.bytes_read() < size {
-            if let Step::Verdicts(v) = runner.next(Duration::from_millis(10)) {
+            if let Step::Verdicts(v, _) = runner.next(Duration::from_millis(10)) {
                 seen += v.len();
             }
         }
