@@ -7,9 +7,9 @@ from typing import BinaryIO
 
 # (frame, ts, src, sport, dst, dport, flags, client addr, client port, server addr,
 #  server port, sender, label, confidence, evidence, duplicate_of, alternatives, effect,
-#  the story's own hint or None)
+#  the story's own hint or None, the flow's Community ID)
 VerdictTuple = tuple[int, float, str, int, str, int, str, str, int, str, int, str, str, str, str,
-                     int | None, list[str], str, str | None]
+                     int | None, list[str], str, str | None, str]
 # (frame, ts, IP version, src packed, dst packed, sport, dport, seq, ack, flags, window,
 #  payload length, ttl, IP ID or None, payload of a RST)
 PacketTuple = tuple[int, float, int, bytes, bytes, int, int, int, int, int, int, int, int,

@@ -101,6 +101,9 @@ class Verdict:
     effect: Effect = Effect.UNKNOWN
     # the hint of a story that says more than the label (a closed listener), from the engine
     story_hint: str | None = None
+    # the flow's Community ID as the engine computed it; "" for a verdict made by hand, whose
+    # ID is then computed from its endpoints
+    community_id: str = ""
 
     @property
     def hint(self) -> str:
@@ -134,7 +137,8 @@ class Verdict:
             "hint": self.hint,
             "alternatives": [str(a) for a in self.open_alternatives],
             "effect": str(self.effect),
-            "community_id": community_id(self.src, self.sport, self.dst, self.dport),
+            "community_id": self.community_id or community_id(self.src, self.sport, self.dst,
+                                                              self.dport),
         }
         if self.duplicate_of is not None:
             out["duplicate_of"] = self.duplicate_of

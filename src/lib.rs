@@ -6,6 +6,7 @@
 //! `python` (the PyO3 layer, built only with the `python` feature).
 
 pub mod capture;
+pub mod communityid;
 pub mod decode;
 pub mod engine;
 pub mod flows;

@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::capture::{CaptureError, CaptureReader};
+use crate::communityid::community_id;
 use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
 use crate::records::{flag_string, Packet, RawFrame};
@@ -152,6 +153,7 @@ fn verdict_tuple<'py>(py: Python<'py>, v: &Verdict) -> PyResult<Bound<'py, PyTup
         v.alternatives.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         v.effect.as_str(),
         v.story_hint,
+        community_id(v.src, v.sport, v.dst, v.dport, 0),
     )
 }
 
