@@ -18,6 +18,8 @@ use crate::records::{Packet, ACK, FIN, RST, SYN};
 
 /// Segments kept per flow; the classifier looks at the last few.
 pub const HISTORY: usize = 16;
+/// A sequence number this far from its side's base is shown absolute (as `explain` does).
+pub const FAR: i64 = 1 << 30;
 /// Segments after a RST collected before it is judged...
 pub const AFTER: usize = 8;
 /// ...or this much capture time, whichever comes first.
@@ -317,6 +319,16 @@ impl SideState {
         match self.base {
             Some(base) => seq_diff(seq, base),
             None => i64::from(seq),
+        }
+    }
+
+    /// A sequence number as the evidence and `explain`'s ladder show it: relative to this
+    /// side's base, or absolute and marked so when the base is unknown or the number is
+    /// nowhere near it (a forged or stray segment).
+    pub fn shown(&self, seq: u32) -> String {
+        match self.base.map(|base| seq_diff(seq, base)) {
+            Some(rel) if rel.abs() < FAR => rel.to_string(),
+            _ => format!("{seq} (abs)"),
         }
     }
 

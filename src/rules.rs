@@ -164,7 +164,7 @@ fn describe(seg: &Segment, owner: &SideState) -> String {
         seg.frame,
         flag_string(seg.flags),
         size,
-        owner.relative(seg.seq)
+        owner.shown(seg.seq)
     )
 }
 
@@ -709,8 +709,8 @@ pub fn half_open(case: &RstCase) -> Option<Judgement> {
             format!(
                 "the segment acknowledges {}, which the {who} never sent (its next is {}): it \
                  belongs to a connection the sender does not have",
-                me.relative(prev.ack),
-                me.relative(nxt)
+                me.shown(prev.ack),
+                me.shown(nxt)
             ),
             Medium,
         )
@@ -723,8 +723,8 @@ pub fn half_open(case: &RstCase) -> Option<Judgement> {
                 "the segment acknowledges {}, behind the {who}'s next {}: the {who}'s last {} B \
                  never got acknowledged, and its stack gave the connection up (retransmission \
                  timeout or TCP_USER_TIMEOUT) and forgot it",
-                me.relative(prev.ack),
-                me.relative(nxt),
+                me.shown(prev.ack),
+                me.shown(nxt),
                 -seq_diff(prev.ack, nxt)
             ),
             Medium,
@@ -850,7 +850,7 @@ pub fn unexplained(case: &RstCase) -> Judgement {
             "{} from the {} seq={}{answers}; no known pattern fits",
             flag_string(rst.flags),
             role(rst.side),
-            case.sender().relative(rst.seq)
+            case.sender().shown(rst.seq)
         ),
         sender: None,
         alternatives: Vec::new(),
@@ -959,21 +959,21 @@ pub fn effect(case: &RstCase) -> (Effect, String) {
     let place = if off < 0 {
         format!(
             "seq {} is {} before the {them}'s window (it expects {})",
-            sender.relative(rst.seq),
+            sender.shown(rst.seq),
             -off,
-            sender.relative(base)
+            sender.shown(base)
         )
     } else if in_window {
         format!(
             "seq {} is in the {them}'s window but {off} past the expected {}",
-            sender.relative(rst.seq),
-            sender.relative(base)
+            sender.shown(rst.seq),
+            sender.shown(base)
         )
     } else {
         format!(
             "seq {} is beyond the {them}'s window (it expects {})",
-            sender.relative(rst.seq),
-            sender.relative(base)
+            sender.shown(rst.seq),
+            sender.shown(base)
         )
     };
     let challenge = talk

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
-use crate::flows::{FlowTracker, Segment};
+use crate::flows::{FlowTracker, Segment, SideState};
 use crate::records::{Packet, PSH};
 
 mod conversations;
@@ -475,7 +475,20 @@ fn unexplained_rst_says_what_was_seen() {
     let case = case_of(&[], seg(1, 1, RST | ACK, 77, 9));
     assert_eq!(
         unexplained(&case).evidence,
-        "R. from the server seq=77; no known pattern fits"
+        "R. from the server seq=77 (abs); no known pattern fits"
+    );
+}
+
+#[test]
+fn a_sequence_number_far_from_its_sides_base_is_shown_absolute_as_the_ladder_shows_it() {
+    let mut side = SideState::new(IpAddr::from([192, 0, 2, 1]), 80);
+    assert_eq!(side.shown(77), "77 (abs)");
+    side.base = Some(1000);
+    assert_eq!(side.shown(1500), "500");
+    assert_eq!(side.shown(900), "-100");
+    assert_eq!(
+        side.shown(1000u32.wrapping_add(1 << 30)),
+        "1073742824 (abs)"
     );
 }
 
