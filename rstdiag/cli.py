@@ -504,31 +504,40 @@ def _flow_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               "verdicts.")
 @click.option("--color/--no-color", default=None,
               help="Colour the ladder (default: on a terminal, unless NO_COLOR is set).")
+@filter_options
 def explain(file: str, frame: int | None, flow: Any, show_all: bool, fmt: str,
-            color: bool | None) -> None:
+            color: bool | None, selection: Selection) -> None:
     """Draw the flow of a RST in FILE ('-' for standard input) as a ladder diagram (client
     left, server right, one line per packet) with the verdict, evidence and hint under each
     RST.
 
-    Give the RST with --frame N, or the flow with --flow CLIENT-SERVER.
+    Give the RST with --frame N, or the flow with --flow CLIENT-SERVER, or let the filters
+    (--cause, --port, ...) choose: the first RST that passes them (on the --flow, if given).
     """
-    if (frame is None) == (flow is None):
-        raise click.UsageError("give exactly one of --frame N and --flow CLIENT-SERVER")
+    chosen = None if selection.everything else selection
+    if frame is not None and (flow is not None or chosen is not None):
+        raise click.UsageError("--frame names the RST already: give it without --flow or "
+                               "filters")
+    if frame is None and flow is None and chosen is None:
+        raise click.UsageError("give --frame N, --flow CLIENT-SERVER, or filters that "
+                               "choose a RST (--cause, --port, ...)")
     env = Environment.from_system()
     status = run_explain(env, file, frame=frame, flow=flow, show_all=show_all, fmt=fmt,
-                         color=color)
+                         color=color, selection=chosen)
     raise SystemExit(int(status))
 
 
 def run_explain(env: Environment, path: str, *, frame: int | None = None, flow: Any = None,
-                show_all: bool = False, fmt: str = "table",
-                color: bool | None = None) -> ExitStatus:
+                show_all: bool = False, fmt: str = "table", color: bool | None = None,
+                selection: Selection | None = None) -> ExitStatus:
     import json
 
-    from .ladder import explain_file, print_ladder
+    from .ladder import explain_file, first_selected, print_ladder
 
     try:
         with _spooled(env, path) as readable:
+            if selection is not None:
+                frame, flow = first_selected(readable, selection, flow), None
             ladder = explain_file(readable, frame=frame, flow=flow)
             ladder.path = path if path != "-" else "<stdin>"
     except RstdiagError as exc:
@@ -760,12 +769,14 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Once the capture (and tracing, metrics, files) are open, run as USER "
               "without capabilities, with no_new_privs, as tcpdump -Z (root's default: the "
               "user who ran sudo, else nobody; -Z root keeps root).")
+@filter_options
 def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: int | None,
          duration: float | None, write: str | None, snaplen: int | None, buffer_kib: int,
          no_promisc: bool, fmt: str | None, color: bool | None, kernel_reasons: bool,
          max_flows: int | None, no_view: bool, metrics_port: int | None,
          metrics_addr: str | None, metrics_max_ports: int | None, log: str | None,
-         log_max_bytes: int | None, log_backups: int | None, user: str | None) -> None:
+         log_max_bytes: int | None, log_backups: int | None, user: str | None,
+         selection: Selection) -> None:
     """Capture on IFACE and explain every TCP RST as it happens (Linux; root or
     CAP_NET_RAW). Ctrl-C stops and prints the summary.
 
@@ -790,7 +801,8 @@ def live(interface: str, bpf: str | None, expression: tuple[str, ...], count: in
                        count=count, duration=duration, write=write, snaplen=snaplen,
                        buffer_kib=buffer_kib, promiscuous=not no_promisc, fmt=fmt, color=color,
                        kernel_reasons=kernel_reasons, max_flows=max_flows, view=not no_view,
-                       metrics_port=metrics_port, log=log, user=user)
+                       metrics_port=metrics_port, log=log, user=user,
+                       selection=None if selection.everything else selection)
     if metrics_addr is not None:
         opts.metrics_addr = metrics_addr
     if metrics_max_ports is not None:

@@ -15,7 +15,7 @@ import socket
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.text import Text
 
@@ -24,6 +24,9 @@ from .labels import Effect, Endpoint, Sender, Verdict
 from .records import ACK, FIN, RST, SYN, Packet, flag_string
 from .textsafe import data_text, visible
 from .utctime import utc_text
+
+if TYPE_CHECKING:
+    from .select import Selection
 
 HEAD = 20  # packets shown at the start of a long flow
 TAIL = 40  # ...and at its end
@@ -409,6 +412,25 @@ def frame_flow(path: str, frame: int) -> tuple[tuple[str, int], tuple[str, int]]
         raise ExplainError(f"frame {frame} is not a TCP packet{f' ({text})' if text else ''}")
     pkt = packet_of(record)
     return (_address(pkt.src), pkt.sport), (_address(pkt.dst), pkt.dport)
+
+
+def first_selected(path: str, selection: Selection,
+                   flow: tuple[tuple[str, int], tuple[str, int]] | None = None) -> int:
+    """The frame of the first RST that passes the filters (on `flow`, when given)."""
+    from .analysis import analyze_file
+
+    report = analyze_file(path)
+    wanted = None if flow is None else {_endpoint(*end) for end in flow}
+    for v in report.verdicts:
+        ends = {_endpoint(v.client.addr, v.client.port), _endpoint(v.server.addr, v.server.port)}
+        if (wanted is None or ends == wanted) and selection.matches(v, report.first_ts):
+            return v.frame
+    where = "" if flow is None else " on that flow"
+    raise ExplainError(f"no RST{where} passes the filters")
+
+
+def _endpoint(addr: str, port: int) -> tuple[object, int]:
+    return ipaddress.ip_address(addr), port
 
 
 def explain_file(path: str, *, frame: int | None = None,

@@ -54,6 +54,7 @@ from .textsafe import data_text, visible
 
 if TYPE_CHECKING:
     from .metrics import LiveMetrics, MetricsEndpoint
+    from .select import Selection
 
 LIVE_SNAPLEN = 384  # without -w: every header rstdiag reads, and the text a RST may carry
 TICK = 0.25  # seconds between refreshes: view, provisional verdicts, pcap flush, statistics
@@ -61,6 +62,7 @@ PROVISIONAL_DELAY = 0.2  # a RST's provisional verdict waits this long for the k
 RECENT_SECONDS = 5.0  # settled RSTs kept this long: duplicates, bursts, late kernel reasons
 IDLE_SWEEP_SECONDS = 10.0  # forget idle flows at least this often when traffic is slow
 MAX_DISAGREEMENTS = 20
+SHOWN_FRAMES = 4096  # frames the view remembers having shown, for their updates
 AFTER_SECONDS = 5.0  # the engine's after-window of a RST: a final verdict is due by then
 METRICS_ADDR = "127.0.0.1"  # a fleet's Prometheus scrapes from elsewhere: --metrics-addr
 # a final verdict waits this long for the kernel's reason before the metrics count it
@@ -548,6 +550,7 @@ class LiveOptions:
     log_backups: int = DEFAULT_BACKUPS
     host: str | None = None  # the `host` of logged verdicts; None: this host's name
     user: str | None = None  # -Z: the user to run as once everything is open (None: default)
+    selection: Selection | None = None  # the filters of the view (the log keeps every RST)
 
 
 def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
@@ -732,11 +735,28 @@ class _Session:
         self._last_wall = 0.0
         self._signals: dict[int, object] = {}
         self._reported = False  # the capture thread's own stop, reported once
+        self.selection = opts.selection
+        # the frames the view showed lately: their updates are shown even when the final
+        # verdict no longer passes the filters (the row must not keep a stale verdict)
+        self._shown: OrderedDict[int, None] = OrderedDict()
 
     def _publish(self, verdict: Verdict, update: bool) -> None:
-        self.output.verdict(verdict, update)
-        if self.log is not None:
+        shown_before = verdict.frame in self._shown
+        if shown_before or self._selected(verdict):
+            self.output.verdict(verdict, update and shown_before)
+        if self.log is not None:  # the log keeps every RST, as the metrics count them all
             self.log.verdict(verdict, update)
+
+    def _selected(self, verdict: Verdict) -> bool:
+        """Whether the view shows a verdict it has not shown: the filters (--cause, --port,
+        ...) pass it. `+DURATION` times count from the first packet captured."""
+        if self.selection is not None and not self.selection.matches(verdict,
+                                                                     self.pipe.first_ts):
+            return False
+        self._shown[verdict.frame] = None
+        while len(self._shown) > SHOWN_FRAMES:
+            self._shown.popitem(last=False)
+        return True
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.stop == "interrupted":  # a second Ctrl-C: stop at once

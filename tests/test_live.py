@@ -405,7 +405,8 @@ PLAN: dict[str, dict[str, object]] = {
 
 
 def run_live_scenario(name: str, outdir: Path, *, kernel: bool, duration: float | None = None,
-                      write: bool = False, fmt: str = "jsonl") -> LiveRun:
+                      write: bool = False, fmt: str = "jsonl",
+                      extra: tuple[str, ...] = ()) -> LiveRun:
     sc = SCENARIOS[name]
     started = time.monotonic()
     with Lab(name) as lab:
@@ -421,6 +422,7 @@ def run_live_scenario(name: str, outdir: Path, *, kernel: bool, duration: float 
             args.append("--kernel-reasons")
         if duration:
             args += ["--duration", str(duration)]
+        args += extra
         live = lab.popen(ns, *RSTDIAG, *args, name=f"rstdiag live {name}", stdin=False)
         live.expect_err("listening on", timeout=20)
         try:
@@ -638,6 +640,20 @@ def test_interface_down_is_one_error_line_and_status_2(requires_netns: None) -> 
 
 
 @netns
+@netns
+def test_the_live_views_filters_show_only_the_rsts_they_name(
+        requires_netns: None, tmp_path: Path) -> None:
+    """`live --cause follow-up`: the view shows the follow-up RSTs of the scenario, exactly
+    those `read` of tcpdump's capture labels so; the summary still counts every RST."""
+    r = run_live_scenario("follow-up", tmp_path, kernel=False, extra=("--cause", "follow-up"))
+    assert r.status == 130, r.stderr
+    shown = list(r.verdicts.values())
+    read = [v.to_dict() for v in analyze_file(str(r.pcap)).verdicts]
+    wanted = [v for v in read if v["label"] == "follow-up"]
+    assert shown and four_tuple_labels(shown) == four_tuple_labels(wanted)
+    assert sum(r.summary["summary"].values()) == len(read) > len(wanted)
+
+
 def test_live_jsonl_names_the_host_in_every_verdict_and_the_summary(live_runs: LiveRuns) -> None:
     r = live_runs["linger-abort"]
     assert r.objects and {d["host"] for d in r.objects} == {socket.gethostname()}

@@ -170,3 +170,40 @@ def test_times_are_utc_epoch_or_relative() -> None:
     assert parse_time("+10m").relative and parse_time("+10m").seconds == 600
     with pytest.raises(SelectError):
         parse_time("yesterday")
+
+
+def explain_json(*args: str) -> subprocess.CompletedProcess[str]:
+    path = public("censorship-detection__tripwire-1597963966.pcap")
+    return subprocess.run([RSTDIAG, "explain", "--format", "json", str(path), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_explain_draws_the_first_rst_the_filters_pass(everything: list[dict[str, Any]]) -> None:
+    first = next(r for r in everything if r["label"] == "half-open" and
+                 r["server"].endswith(":443"))
+    result = explain_json("--cause", "half-open", "--port", "443")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frame"] == first["frame"]
+
+
+def test_explain_flow_with_filters_draws_that_flows_first_rst_that_passes(
+        everything: list[dict[str, Any]]) -> None:
+    some = next(r for r in everything if r["label"] == "injected")
+    flow = f"{some['client']}-{some['server']}"
+    first = next(r for r in everything if r["label"] == "injected"
+                 and (r["client"], r["server"]) == (some["client"], some["server"]))
+    result = explain_json("--flow", flow, "--cause", "injected")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frame"] == first["frame"]
+
+
+def test_explain_filters_that_pass_no_rst_are_one_error_line() -> None:
+    result = explain_json("--cause", "accept-overflow")
+    assert result.returncode == 2
+    assert result.stderr.endswith("no RST passes the filters\n")
+    assert result.stderr.count("\n") == 1
+
+
+def test_explain_frame_with_filters_is_a_usage_error() -> None:
+    result = explain_json("--frame", "47", "--cause", "injected")
+    assert result.returncode == 2 and "--frame names the RST already" in result.stderr
