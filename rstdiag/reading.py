@@ -27,7 +27,7 @@ from .errors import CaptureError, EngineFault, RstdiagError
 from .labels import Verdict
 from .select import Selection
 
-BATCH = 65536  # frames per call into the engine: the granularity of Ctrl-C and of -c
+BATCH = 8192  # frames per batch of the engine's thread: verdicts come at least this often
 QUEUE_BATCHES = 4  # batches of verdicts a file read ahead may hold before it waits
 
 

@@ -24,7 +24,7 @@ use crate::verdict::{Confidence, Endpoint, Label, Verdict};
 /// Distinct unsupported link types warned about one by one; a pcapng may declare 65536.
 const MAX_LINKTYPE_WARNINGS: usize = 8;
 /// Verdicts kept after they leave, so that a late identical copy can still name its original.
-const RECENT_VERDICTS: usize = 1 << 16;
+const RECENT_VERDICTS: usize = 1 << 13;
 
 /// What a capture held besides its verdicts: counters, warnings, time span.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -24,9 +24,9 @@ use crate::verdict::{addr_text, Verdict};
 create_exception!(_core, EngineCaptureError, PyException);
 create_exception!(_core, EngineError, PyException);
 
-/// Frames read per call of `Analysis.read`: about 30 ms of work, so that Ctrl-C and progress
-/// are seen promptly while the GIL is released in between.
-const READ_BATCH: usize = 1 << 16;
+/// Frames the engine's thread reads between two batches of verdicts: a few milliseconds of
+/// work, so that verdicts and progress come promptly and few are in flight.
+const READ_BATCH: usize = 1 << 13;
 /// How long `read` waits for a batch before letting Python's signal handlers run.
 const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -19,6 +19,9 @@ use crate::verdict::Verdict;
 
 /// Batches in flight between the engine's thread and its consumer.
 const IN_FLIGHT: usize = 4;
+/// Verdicts a batch holds at most: a capture of nothing but RSTs makes one per frame, and
+/// batches of a frame batch's worth (65,536) held 100 MB in flight.
+const VERDICTS_PER_BATCH: usize = 1024;
 
 /// What the engine's thread says next.
 pub enum Step {
@@ -157,14 +160,18 @@ fn drive<R: Read>(
     loop {
         let more = analysis.read(reader, batch)?;
         bytes.store(reader.bytes_read(), Ordering::Relaxed);
-        let verdicts = analysis.take();
+        let mut verdicts = analysis.take();
         let summary = analysis.summary();
         let span = Span {
             first_ts: summary.first_ts,
             last_ts: summary.last_ts,
         };
-        if !verdicts.is_empty() && tx.send(Message::Verdicts(verdicts, span)).is_err() {
-            return Ok(()); // the consumer is gone
+        while !verdicts.is_empty() {
+            let rest = verdicts.split_off(verdicts.len().min(VERDICTS_PER_BATCH));
+            if tx.send(Message::Verdicts(verdicts, span)).is_err() {
+                return Ok(()); // the consumer is gone
+            }
+            verdicts = rest;
         }
         if !more || cancel.load(Ordering::Relaxed) {
             return Ok(());
