@@ -69,6 +69,24 @@ pub fn flag_string(flags: u8) -> String {
     out
 }
 
+/// Flags from the letters tests write them in (`"SA"`, `"RA"`, `"-"` for none): S, A, F, R,
+/// P, U.
+#[cfg(test)]
+pub fn flag_bits(letters: &str) -> u8 {
+    letters.chars().fold(0, |bits, letter| {
+        bits | match letter {
+            'S' => SYN,
+            'A' => ACK,
+            'F' => FIN,
+            'R' => RST,
+            'P' => PSH,
+            'U' => URG,
+            '-' => 0,
+            _ => panic!("flag {letter}"),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,18 +14,7 @@ thread_local! {
     static IPID: Cell<u16> = const { Cell::new(0) };
 }
 
-fn flag_bits(flags: &str) -> u8 {
-    flags.chars().fold(0, |bits, letter| {
-        bits | match letter {
-            'S' => SYN,
-            'A' => ACK,
-            'F' => FIN,
-            'R' => RST,
-            'P' => PSH,
-            _ => 0,
-        }
-    })
-}
+use crate::records::flag_bits;
 
 /// One segment between CLIENT:40000 and SERVER:8080; ts is 1000 + frame ms, a fresh IP ID.
 fn pkt(frame: u64, flags: &str) -> Packet {

@@ -33,20 +33,7 @@ pub(super) struct Expected {
     pub evidence: &'static str,
 }
 
-fn flag_bits(flags: &str) -> u8 {
-    flags.chars().fold(0, |bits, letter| {
-        bits | match letter {
-            'S' => SYN,
-            'A' => ACK,
-            'F' => FIN,
-            'R' => RST,
-            'P' => PSH,
-            'U' => crate::records::URG,
-            '-' => 0,
-            _ => panic!("flag {letter}"),
-        }
-    })
-}
+use crate::records::flag_bits;
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
