@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use crate::capture::{CaptureError, CaptureReader, Format};
 use crate::decode::{is_supported_linktype, Decoder};
 use crate::flows::{FlowTracker, RstCase, MAX_FLOWS};
+use crate::front::{Batch, Front};
 use crate::records::{Packet, RawFrame, RST};
 use crate::rules::listeners::{Listeners, LISTENER_SECONDS};
 use crate::rules::{as_duplicate, classify, ACCEPT_BURST_SECONDS};
@@ -219,7 +220,7 @@ fn is_burst_member(v: &Verdict) -> bool {
 /// One capture's analysis. Feed it frames (`frame`) or let it read a capture (`read`);
 /// take the verdicts that are final (`take`); `finish` at the end.
 pub struct Analysis {
-    decoder: Decoder,
+    front: Front,
     tracker: FlowTracker,
     outbox: Outbox,
     cases: Vec<RstCase>,
@@ -229,7 +230,6 @@ pub struct Analysis {
     verdicts: Vec<Verdict>,
     finished: bool,
     reader_absorbed: bool,
-    frames_left: Option<u64>,
     watch: Option<FlowKey>,
     watched: Vec<Packet>,
 }
@@ -258,7 +258,7 @@ impl FlowKey {
 impl Analysis {
     pub fn new(max_flows: Option<usize>) -> Self {
         Analysis {
-            decoder: Decoder::new(),
+            front: Front::new(),
             tracker: FlowTracker::new(max_flows.unwrap_or(MAX_FLOWS)),
             outbox: Outbox::default(),
             cases: Vec::new(),
@@ -271,7 +271,6 @@ impl Analysis {
             verdicts: Vec::new(),
             finished: false,
             reader_absorbed: false,
-            frames_left: None,
             watch: None,
             watched: Vec::new(),
         }
@@ -293,30 +292,67 @@ impl Analysis {
         reader: &mut CaptureReader<R>,
         limit: usize,
     ) -> Result<bool, CaptureError> {
-        for _ in 0..limit {
-            if self.frames_left == Some(0) {
-                self.absorb_reader(reader);
-                return Ok(false);
-            }
-            let Some(raw) = reader.next_frame()? else {
-                self.absorb_reader(reader);
-                return Ok(false);
-            };
-            self.frames_left = self.frames_left.map(|n| n.saturating_sub(1));
-            self.frame(&raw)?;
+        let batch = self.front.batch(reader, limit);
+        let more = batch.more;
+        let applied = self.apply(batch);
+        if applied.is_ok() && !more {
+            self.absorb_reader(reader);
         }
-        self.drain();
-        Ok(true)
+        applied
     }
 
     /// Read no more than `frames` frames of the capture, as if it ended there (`-c`).
     pub fn limit_frames(&mut self, frames: u64) {
-        self.frames_left = Some(frames);
+        self.front.limit_frames(frames);
+    }
+
+    /// The reading and decoding half, to run on a thread of its own (`put_front` gives it
+    /// back before `finish`, which needs its counters).
+    pub fn take_front(&mut self) -> Front {
+        std::mem::take(&mut self.front)
+    }
+
+    pub fn put_front(&mut self, front: Front) {
+        self.front = front;
+    }
+
+    /// A batch from the front through tracking and judging; false once the capture ended,
+    /// Err when reading failed after the batch's frames (which are tracked all the same).
+    pub fn apply(&mut self, batch: Batch) -> Result<bool, CaptureError> {
+        if let Some(first) = batch.first_ts {
+            self.note_time(first);
+        }
+        if let Some(last) = batch.last_ts {
+            self.note_time(last);
+        }
+        for pkt in batch.packets {
+            self.accept(pkt);
+        }
+        for linktype in batch.unsupported {
+            self.check_linktype(linktype)?;
+        }
+        if let Some(err) = batch.error {
+            return Err(err);
+        }
+        if batch.more {
+            self.drain();
+        }
+        Ok(batch.more)
     }
 
     /// One frame through decode, tracking and judging.
     pub fn frame(&mut self, raw: &RawFrame<'_>) -> Result<(), CaptureError> {
-        let ts = raw.ts;
+        self.note_time(raw.ts);
+        match self.front.decoder.decode(raw) {
+            Some(pkt) => {
+                self.accept(pkt);
+                Ok(())
+            }
+            None => self.check_linktype(raw.linktype),
+        }
+    }
+
+    fn note_time(&mut self, ts: f64) {
         let s = &mut self.summary;
         if s.first_ts.is_none_or(|first| ts < first) {
             s.first_ts = Some(ts);
@@ -324,14 +360,14 @@ impl Analysis {
         if s.last_ts.is_none_or(|last| ts > last) {
             s.last_ts = Some(ts);
         }
-        let Some(pkt) = self.decoder.decode(raw) else {
-            return self.check_linktype(raw.linktype);
-        };
+    }
+
+    /// A decoded packet: kept if it is of the watched flow, then tracked.
+    fn accept(&mut self, pkt: Packet) {
         if self.watch.is_some_and(|key| key == FlowKey::of(&pkt)) {
             self.watched.push(pkt.clone());
         }
         self.track(pkt);
-        Ok(())
     }
 
     /// Keep every packet of the flow `key` (both directions) as it passes: `explain`'s ladder.
@@ -476,7 +512,7 @@ impl Analysis {
         self.drain();
         let s = &mut self.summary;
         s.complete = complete;
-        let stats = &self.decoder.stats;
+        let stats = &self.front.decoder.stats;
         s.frames += stats.frames;
         s.tcp_packets = stats.tcp;
         let mut skipped = stats.skipped();
@@ -508,7 +544,7 @@ impl Analysis {
     }
 
     pub fn tcp_packets(&self) -> u64 {
-        self.decoder.stats.tcp
+        self.front.decoder.stats.tcp
     }
 }
 

@@ -10,6 +10,7 @@ pub mod communityid;
 pub mod decode;
 pub mod engine;
 pub mod flows;
+pub mod front;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod records;
