@@ -7,9 +7,10 @@ from typing import BinaryIO
 
 # (frame, ts, src, sport, dst, dport, flags, client addr, client port, server addr,
 #  server port, sender, label, confidence, evidence, duplicate_of, alternatives, effect,
-#  the story's own hint or None, the flow's Community ID)
+#  the story's own hint or None, the flow's Community ID, the verdict's JSON line when `take`
+#  was given the file to name in it, else None)
 VerdictTuple = tuple[int, float, str, int, str, int, str, str, int, str, int, str, str, str, str,
-                     int | None, list[str], str, str | None, str]
+                     int | None, list[str], str, str | None, str, str | None]
 # (frame, ts, IP version, src packed, dst packed, sport, dport, seq, ack, flags, window,
 #  payload length, ttl, IP ID or None, payload of a RST)
 PacketTuple = tuple[int, float, int, bytes, bytes, int, int, int, int, int, int, int, int,
@@ -37,8 +38,10 @@ class Analysis:
     def bytes_read(self) -> int: ...
     def frame(self, frame: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:
         """One frame of a live capture (numbered by the caller, from 1)."""
-    def take(self) -> list[VerdictTuple]:
-        """The verdicts that became final, in frame order; each is returned once."""
+    def take(self, json_file: str | None = None) -> list[VerdictTuple]:
+        """The verdicts that became final, in frame order; each is returned once. With
+        `json_file`, each with its JSON line (json.dumps(verdict.to_dict()) to the character),
+        that file in its "file" key."""
     def provisional(self, from_frame: int = 0) -> list[VerdictTuple]:
         """The RSTs still collecting the packets after them (those of frame `from_frame` on),
         judged as they stand."""

@@ -25,7 +25,7 @@ _CONFIDENCES = {str(confidence): confidence for confidence in Confidence}
 _EFFECTS = {str(effect): effect for effect in Effect}
 
 VerdictTuple = tuple[int, float, str, int, str, int, str, str, int, str, int, str, str, str, str,
-                     int | None, list[str], str, str | None, str]
+                     int | None, list[str], str, str | None, str, str | None]
 
 
 @dataclass(slots=True)
@@ -75,12 +75,16 @@ def summarize(verdicts: Iterable[Verdict]) -> dict[str, int]:
 def verdict_of(record: VerdictTuple, path: str) -> Verdict:
     """A verdict as the engine hands it over, as the renderers' record."""
     (frame, ts, src, sport, dst, dport, flags, client, cport, server, sport_, sender, label,
-     confidence, evidence, duplicate_of, alternatives, effect, story_hint, flow_id) = record
-    return Verdict(frame, ts, src, sport, dst, dport, flags, Endpoint(client, cport),
-                   Endpoint(server, sport_), _SENDERS[sender], _LABELS[label],
-                   _CONFIDENCES[confidence], evidence, path, duplicate_of,
-                   alternatives=tuple(_LABELS[a] for a in alternatives),
-                   effect=_EFFECTS[effect], story_hint=story_hint, community_id=flow_id)
+     confidence, evidence, duplicate_of, alternatives, effect, story_hint, flow_id,
+     json_line) = record
+    verdict = Verdict(frame, ts, src, sport, dst, dport, flags, Endpoint(client, cport),
+                      Endpoint(server, sport_), _SENDERS[sender], _LABELS[label],
+                      _CONFIDENCES[confidence], evidence, path, duplicate_of,
+                      alternatives=tuple(_LABELS[a] for a in alternatives),
+                      effect=_EFFECTS[effect], story_hint=story_hint, community_id=flow_id)
+    if json_line is not None:
+        verdict.keep_json(json_line)
+    return verdict
 
 
 class Analysis:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -230,7 +231,7 @@ def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool 
     from .render import CsvSink, JsonlSink, JsonSink, TableSink
     from .select import Groups
 
-    options = options or ReadOptions()
+    options = replace(options or ReadOptions(), json_lines=fmt in ("json", "jsonl"))
     groups = Groups(by) if by is not None else None
 
     def sink_for(out: TextIO, width: int | None, use_color: bool) -> Sink:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .communityid import community_id
@@ -104,6 +105,13 @@ class Verdict:
     # the flow's Community ID as the engine computed it; "" for a verdict made by hand, whose
     # ID is then computed from its endpoints
     community_id: str = ""
+    # the engine's spelling of `to_json()` (see keep_json); not an init field, so that a copy
+    # made with dataclasses.replace (another label, file or kernel reason) goes without it
+    engine_json: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def keep_json(self, line: str) -> None:
+        """Keep the engine's JSON line of this verdict, which `to_json` then returns."""
+        object.__setattr__(self, "engine_json", line)
 
     @property
     def hint(self) -> str:
@@ -145,6 +153,13 @@ class Verdict:
         if self.kernel_reason is not None:
             out["kernel_reason"] = self.kernel_reason
         return out
+
+    def to_json(self) -> str:
+        """`json.dumps(self.to_dict())`: the engine wrote it already for the verdicts of
+        `read --format json|jsonl` (src/jsonline.rs), to the character."""
+        if self.engine_json is not None:
+            return self.engine_json
+        return json.dumps(self.to_dict())
 
     def to_row(self) -> dict[str, object]:
         """`to_dict` for one CSV row: the alternatives as one cell, space-separated."""

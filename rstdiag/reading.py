@@ -86,6 +86,8 @@ class ReadOptions:
     bpf: str | None = None  # -f: only the packets this pcap-filter expression accepts
     jobs: int | None = 1  # files read at once (None: one per core)
     selection: Selection = field(default_factory=Selection)
+    # the output writes each verdict's JSON line: the engine spells it (Verdict.to_json)
+    json_lines: bool = False
 
 
 class Interrupts:
@@ -311,6 +313,7 @@ class _FileRun:
         """`frames`: read no more (-c)."""
         self.path = path
         self.selection = options.selection
+        self.json_file = path if options.json_lines else None
         self.core = _core.Analysis(options.max_flows)
         self.start: float | None = None
         self.tcpdump: subprocess.Popen[bytes] | None = None
@@ -360,11 +363,12 @@ class _FileRun:
         self.core.finish(False)
         from .analysis import FileReport
 
-        verdicts = [verdict_of(r, self.path) for r in self.core.take()]
+        verdicts = [verdict_of(r, self.path) for r in self.core.take(self.json_file)]
         return EngineFault(str(exc), FileReport(self.path, verdicts=verdicts))
 
     def take(self, summary: FileSummary) -> Iterator[Verdict]:
-        return self.keep(summary, [verdict_of(r, self.path) for r in self.core.take()])
+        records = self.core.take(self.json_file)
+        return self.keep(summary, [verdict_of(r, self.path) for r in records])
 
     def keep(self, summary: FileSummary, verdicts: list[Verdict]) -> Iterator[Verdict]:
         for v in verdicts:

@@ -99,8 +99,10 @@ class JsonlSink:
         self.extra = extra  # verdict -> dict of more fields (check's outcome), or None
 
     def add(self, v: Verdict) -> None:
-        row = v.to_dict() if self.extra is None else {**v.to_dict(), **self.extra(v)}
-        self.out.write(json.dumps(row) + "\n")
+        if self.extra is None:
+            self.out.write(v.to_json() + "\n")
+        else:
+            self.out.write(json.dumps({**v.to_dict(), **self.extra(v)}) + "\n")
 
     def close(self, end: End) -> None:
         self.out.flush()
@@ -158,7 +160,7 @@ class JsonSink:
         self.tally.add(v)
         if self.groups is not None:
             self.groups.add(v)
-        self.out.write(("\n    " if self.empty else ",\n    ") + json.dumps(v.to_dict()))
+        self.out.write(("\n    " if self.empty else ",\n    ") + v.to_json())
         self.empty = False
 
     def close(self, end: End) -> None:

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod engine;
 pub mod flows;
 pub mod front;
+pub mod jsonline;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod records;

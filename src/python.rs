@@ -17,6 +17,7 @@ use crate::capture::{CaptureError, CaptureReader};
 use crate::communityid::community_id;
 use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
+use crate::jsonline::verdict_json;
 use crate::records::{flag_string, Packet, RawFrame};
 use crate::runner::{panic_text, Prefetch, Runner, Span, Step};
 use crate::verdict::{addr_text, Verdict};
@@ -132,7 +133,13 @@ macro_rules! py_tuple {
     };
 }
 
-fn verdict_tuple<'py>(py: Python<'py>, v: &Verdict) -> PyResult<Bound<'py, PyTuple>> {
+/// A verdict as the tuple `rstdiag.analysis.verdict_of` reads; its last item is the
+/// verdict's JSON line when the caller named the file for it (`read --format json`).
+fn verdict_tuple<'py>(
+    py: Python<'py>,
+    v: &Verdict,
+    json_file: Option<&str>,
+) -> PyResult<Bound<'py, PyTuple>> {
     py_tuple!(py;
         v.frame,
         v.ts,
@@ -154,13 +161,18 @@ fn verdict_tuple<'py>(py: Python<'py>, v: &Verdict) -> PyResult<Bound<'py, PyTup
         v.effect.as_str(),
         v.story_hint,
         community_id(v.src, v.sport, v.dst, v.dport, 0),
+        json_file.map(|file| verdict_json(v, file)),
     )
 }
 
-fn verdict_list<'py>(py: Python<'py>, verdicts: &[Verdict]) -> PyResult<Bound<'py, PyList>> {
+fn verdict_list<'py>(
+    py: Python<'py>,
+    verdicts: &[Verdict],
+    json_file: Option<&str>,
+) -> PyResult<Bound<'py, PyList>> {
     let items = verdicts
         .iter()
-        .map(|v| verdict_tuple(py, v))
+        .map(|v| verdict_tuple(py, v, json_file))
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, items)
 }
@@ -439,13 +451,19 @@ impl Analysis {
         }
     }
 
-    /// The verdicts that are final, in frame order (each returned once).
-    fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// The verdicts that are final, in frame order (each returned once); with `json_file`,
+    /// each with its JSON line, that file named in it.
+    #[pyo3(signature = (json_file=None))]
+    fn take<'py>(
+        &mut self,
+        py: Python<'py>,
+        json_file: Option<&str>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let mut verdicts = std::mem::take(&mut self.ready);
         if !matches!(self.reading, Reading::Running(_)) {
             verdicts.append(&mut guarded(|| self.engine.take()).unwrap_or_default());
         }
-        verdict_list(py, &verdicts)
+        verdict_list(py, &verdicts, json_file)
     }
 
     /// The RSTs still waiting for the packets after them, judged as they stand (those of
@@ -453,7 +471,7 @@ impl Analysis {
     #[pyo3(signature = (from_frame=0))]
     fn provisional<'py>(&self, py: Python<'py>, from_frame: u64) -> PyResult<Bound<'py, PyList>> {
         let verdicts = guarded(|| self.engine.provisional_from(from_frame)).unwrap_or_default();
-        verdict_list(py, &verdicts)
+        verdict_list(py, &verdicts, None)
     }
 
     /// Let capture time reach `now` (a live capture's clock) without a packet.
@@ -767,7 +785,7 @@ impl LiveSession {
     /// The verdicts that are final, in frame order (each returned once).
     fn take<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let verdicts = self.with_state(py, |st| st.engine.take())?;
-        verdict_list(py, &verdicts)
+        verdict_list(py, &verdicts, None)
     }
 
     /// The RSTs still waiting for the packets after them, judged as they stand (those of
@@ -775,7 +793,7 @@ impl LiveSession {
     #[pyo3(signature = (from_frame=0))]
     fn provisional<'py>(&self, py: Python<'py>, from_frame: u64) -> PyResult<Bound<'py, PyList>> {
         let verdicts = self.with_state(py, |st| st.engine.provisional_from(from_frame))?;
-        verdict_list(py, &verdicts)
+        verdict_list(py, &verdicts, None)
     }
 
     /// Let capture time reach `now` without a packet.
