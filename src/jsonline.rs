@@ -7,12 +7,12 @@
 
 use std::fmt::Write;
 
-use crate::communityid::community_id;
 use crate::records::flag_string;
 use crate::verdict::{addr_text, Verdict};
 
-/// `json.dumps(verdict.to_dict())` for a verdict read from the capture named `file`.
-pub fn verdict_json(v: &Verdict, file: &str) -> String {
+/// `json.dumps(verdict.to_dict())` for a verdict read from the capture named `file`, whose
+/// flow has the Community ID `community_id` (the caller has it already).
+pub fn verdict_json(v: &Verdict, file: &str, community_id: &str) -> String {
     let mut out = String::with_capacity(512);
     out.push_str("{\"file\": ");
     push_str(&mut out, file);
@@ -52,7 +52,7 @@ pub fn verdict_json(v: &Verdict, file: &str) -> String {
         "], \"effect\": \"{}\", \"community_id\": ",
         v.effect.as_str()
     );
-    push_str(&mut out, &community_id(v.src, v.sport, v.dst, v.dport, 0));
+    push_str(&mut out, community_id);
     if let Some(original) = v.duplicate_of {
         let _ = write!(out, ", \"duplicate_of\": {original}");
     }
@@ -65,25 +65,40 @@ pub fn verdict_json(v: &Verdict, file: &str) -> String {
 /// beyond the BMP as a surrogate pair).
 pub fn push_str(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
+    let mut rest = text;
+    while !rest.is_empty() {
+        // the longest run that needs no escape goes in whole
+        let plain = rest
+            .bytes()
+            .position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(plain);
+        out.push_str(run);
+        let mut chars = tail.chars();
+        if let Some(c) = chars.next() {
+            push_escaped(out, c);
+        }
+        rest = chars.as_str();
+    }
+    out.push('"');
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        _ => {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
             }
         }
     }
-    out.push('"');
 }
 
 /// Python's `round(x, 6)`: the decimal correctly rounded on the exact binary value, ties to

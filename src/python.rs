@@ -140,6 +140,8 @@ fn verdict_tuple<'py>(
     v: &Verdict,
     json_file: Option<&str>,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let flow_id = community_id(v.src, v.sport, v.dst, v.dport, 0);
+    let json_line = json_file.map(|file| verdict_json(v, file, &flow_id));
     py_tuple!(py;
         v.frame,
         v.ts,
@@ -160,8 +162,8 @@ fn verdict_tuple<'py>(
         v.alternatives.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         v.effect.as_str(),
         v.story_hint,
-        community_id(v.src, v.sport, v.dst, v.dport, 0),
-        json_file.map(|file| verdict_json(v, file)),
+        flow_id,
+        json_line,
     )
 }
 
