@@ -244,3 +244,28 @@ def test_help_topics_print_the_reference(topic: str, expected: str) -> None:
 def test_an_unknown_help_topic_lists_the_topics() -> None:
     result = run("help", "nope")
     assert result.returncode == 2 and "causes, exit-status, filters, formats" in result.stderr
+
+
+@needs_entry_point
+def test_read_from_a_pipe_widens_it_so_that_a_big_capture_wakes_the_writer_less_often() -> None:
+    import fcntl
+
+    read_fd, write_fd = os.pipe()
+    try:
+        with subprocess.Popen([RSTDIAG, "read", "-q", "-"], stdin=read_fd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+            os.close(read_fd)
+            os.write(write_fd, (Path(__file__).parents[1] / "pcaps" / "closed-port-v4.pcap")
+                     .read_bytes())
+            deadline = time.monotonic() + 10
+            while (fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ) < 1 << 20
+                   and time.monotonic() < deadline):
+                time.sleep(0.02)
+            size = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
+            os.close(write_fd)
+            write_fd = -1
+            assert proc.wait(timeout=20) == 0
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+    assert size == 1 << 20
