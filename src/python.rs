@@ -3,6 +3,7 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
 use crate::jsonline::verdict_json;
 use crate::records::{flag_string, Packet, RawFrame};
-use crate::runner::{panic_text, Prefetch, Runner, Span, Step};
+use crate::runner::{panic_text, Polled, Prefetch, Runner, Span, Step};
 use crate::verdict::{addr_text, Verdict};
 
 create_exception!(_core, EngineCaptureError, PyException);
@@ -34,6 +35,16 @@ const PIPE_SIZE: usize = 1 << 20;
 const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Source = Box<dyn Read + Send + Sync>;
+
+/// Where a capture comes from, as `start` reads it.
+enum Input {
+    /// a regular file: read as it is
+    File(std::fs::File),
+    /// a pipe, FIFO, terminal or socket (standard input too): polled
+    Fd(std::os::fd::OwnedFd),
+    /// a Python stream: read on an input thread
+    Stream(Source),
+}
 /// A Python exception raised while the engine read from Python (a signal handler's
 /// KeyboardInterrupt, a stream's own error), re-raised once the engine hands back control.
 type Pending = Arc<Mutex<Option<PyErr>>>;
@@ -293,17 +304,21 @@ struct Analysis {
 
 impl Analysis {
     /// Check the capture's header and keep it for `read`. A source that can block for ever
-    /// (not a regular file) is read on an input thread of its own.
-    fn start(&mut self, py: Python<'_>, source: Source, name: &str, file: bool) -> PyResult<()> {
-        let mut source: Source = Box::new(SignalAware {
+    /// is polled (a pipe, FIFO or terminal) or read on an input thread of its own (a Python
+    /// stream): either way a stopped run does not wait for its writer.
+    fn start(&mut self, py: Python<'_>, source: Input, name: &str) -> PyResult<()> {
+        let cancel = self.cancel.clone();
+        let source: Source = match source {
+            Input::File(file) => Box::new(file),
+            Input::Fd(fd) => Box::new(Polled::new(fd, cancel)),
+            Input::Stream(stream) => Box::new(Prefetch::new(stream, cancel).map_err(|err| {
+                EngineError::new_err(format!("cannot start the input thread: {err}"))
+            })?),
+        };
+        let source: Source = Box::new(SignalAware {
             inner: source,
             pending: self.pending.clone(),
         });
-        if !file {
-            source = Box::new(Prefetch::new(source, self.cancel.clone()).map_err(|err| {
-                EngineError::new_err(format!("cannot start the input thread: {err}"))
-            })?);
-        }
         let name = name.to_string();
         let opened = py.detach(|| guarded(|| CaptureReader::new(source, &name)));
         let reader = match opened {
@@ -365,16 +380,18 @@ impl Analysis {
     /// Open a capture file ("-": standard input) and check its header.
     fn open(&mut self, py: Python<'_>, path: &str) -> PyResult<()> {
         if path == "-" {
-            let stdin = io::stdin();
+            let stdin = io::stdin().as_fd().try_clone_to_owned().map_err(|err| {
+                EngineError::new_err(format!("cannot read standard input: {err}"))
+            })?;
             widen_pipe(&stdin);
-            return self.start(py, Box::new(stdin), "<stdin>", false);
+            return self.start(py, Input::Fd(stdin), "<stdin>");
         }
         let file = open_file(py, path)?;
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
-        if !regular {
-            widen_pipe(&file);
+        if file.metadata().is_ok_and(|m| m.is_file()) {
+            return self.start(py, Input::File(file), path);
         }
-        self.start(py, Box::new(file), path, regular)
+        widen_pipe(&file);
+        self.start(py, Input::Fd(file.into()), path)
     }
 
     /// Read an open Python binary stream (read1 or read) as a capture named `name`.
@@ -389,7 +406,7 @@ impl Analysis {
             method,
             pending: self.pending.clone(),
         };
-        self.start(py, Box::new(source), name, false)
+        self.start(py, Input::Stream(Box::new(source)), name)
     }
 
     /// Wait for the next batch of final verdicts from the engine's thread (started on the

@@ -378,6 +378,45 @@ impl Read for Prefetch {
     }
 }
 
+/// How long a polled source waits for data before it looks at the stop flag again.
+const POLL_WAIT: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
+/// A pipe, FIFO or terminal read directly, waiting for data at most POLL_WAIT at a time: a
+/// stopped run sees the end of input even while a writer keeps the pipe open, without the
+/// input thread and the extra copy of `Prefetch` (which a Python stream still needs).
+pub struct Polled {
+    file: std::fs::File,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Polled {
+    pub fn new(fd: std::os::fd::OwnedFd, cancel: Arc<AtomicBool>) -> Self {
+        Polled {
+            file: std::fs::File::from(fd),
+            cancel,
+        }
+    }
+}
+
+impl Read for Polled {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
+            // EINTR comes back as ErrorKind::Interrupted: the caller's signal handling
+            if poll(&mut fds, Some(&POLL_WAIT))? > 0 {
+                return self.file.read(out);
+            }
+        }
+    }
+}
+
 /// A panic's message, for the one error line the user sees.
 pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
@@ -537,6 +576,33 @@ mod tests {
         let (mut analysis, _, leftover) = runner.stop().expect("joined");
         analysis.finish(false);
         assert_eq!(seen + leftover.len() + analysis.take().len(), 20);
+    }
+
+    #[test]
+    fn a_stopped_run_does_not_wait_for_a_polled_pipe_kept_open() {
+        let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
+        let data = capture(20);
+        let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let mut writer = std::fs::File::from(write_end);
+        std::io::Write::write_all(&mut writer, &data).expect("write");
+        let cancel = Arc::new(AtomicBool::new(false));
+        let reader =
+            CaptureReader::new(Polled::new(read_end, cancel.clone()), "pipe").expect("pcap");
+        let runner = Runner::spawn(Analysis::new(None), reader, 1, cancel).expect("thread");
+        let mut seen = 0;
+        while runner.bytes_read() < size {
+            if let Step::Verdicts(v, _) = runner.next(Duration::from_millis(10)) {
+                seen += v.len();
+            }
+        }
+        // the writer still holds the pipe open: the stop must not wait for it
+        let (mut analysis, _, leftover) = runner.stop().expect("joined");
+        analysis.finish(false);
+        let reported = seen + leftover.len() + analysis.take().len();
+        let frames = usize::try_from(analysis.summary().frames).unwrap_or(0);
+        assert!(frames >= 1);
+        assert_eq!(reported, frames, "every RST read is reported");
+        drop(writer);
     }
 
     /// A source with a bug: it panics once the header is read.
