@@ -561,8 +561,9 @@ def syn_flood(flows: int) -> bytes:
     return bytes(out)
 
 
-def rst_flood(rsts: int, one_flow: bool) -> bytes:
-    """`rsts` RST+ACKs 1 ms apart: on one established flow, or each on a flow of its own."""
+def rst_flood(rsts: int, one_flow: bool, gap: float = 0.001) -> bytes:
+    """`rsts` RST+ACKs `gap` seconds apart: on one established flow, or each on a flow of its
+    own."""
     records = []
     ts = 1_700_000_000.0
     c, s = S.CLIENT, S.SERVER
@@ -575,8 +576,28 @@ def rst_flood(rsts: int, one_flow: bool) -> bytes:
             c = bytes([10, 1 + (i >> 16), i >> 8 & 255, i & 255])
         records.append((ts, S.tcp4(s, c, 443, 40000, 5001 + i, 1001, S.RST | S.ACK,
                                    ipid=i & 0xFFFF)))
-        ts += 0.001
+        ts += gap
     return S.pcap(records, S.RAW)
+
+
+@needs_entry_point
+def test_rsts_judged_before_their_after_window_ends_are_counted_and_warned_about(
+        tmp_path: Path) -> None:
+    """10,000 lone RSTs 0.1 ms apart: at most 8,192 wait at once for the packets after them
+    (flows.rs MAX_WAITING), so each RST beyond it has the oldest judged early, 0.8 s after its
+    RST instead of 5 s. Every RST is still reported; the early ones are counted in the file's
+    `judged_early` and a warning, never silently."""
+    capture = tmp_path / "scan-answers.pcap"
+    capture.write_bytes(rst_flood(10_000, one_flow=False, gap=0.0001))
+    result = run("read", "--format", "json", str(capture))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["files"][0]
+    assert report["rsts"] == 10_000
+    assert report["judged_early"] == 10_000 - 8192
+    warning = ("1808 RSTs judged early: more than 8192 waited at once for the packets after "
+               "them; their verdicts may lack that evidence")
+    assert report["warnings"] == [warning]
+    assert result.stderr == f"rstdiag: warning: {capture}: {warning}\n"
 
 
 class Measured:
