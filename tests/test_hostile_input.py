@@ -667,9 +667,9 @@ def test_a_syn_flood_of_distinct_flows_stays_within_the_flow_cap(
     back to the cap when it grows 10% over), the rest are evicted, counted and warned about.
 
     Measured peak RSS (Python 3.11, x86_64): 300k flows 326 MiB (11 s), 1M flows 342 MiB
-    (41 s; the same table, plus the TTLs of up to 165k source hosts); the default cap of 200000
-    on the 1M flood peaks at 629 MiB. The bound leaves ~50% headroom over the 100k-cap
-    figure."""
+    (41 s; the same table, plus the TTLs of up to 165k source hosts); the former default cap
+    of 200000 on the 1M flood peaked at 629 MiB. The bound leaves ~50% headroom over the
+    100k-cap figure."""
     status, stderr, peak_mib = flood_result(floods, "syn")
     assert status == 0, stderr
     report = json.loads(floods["syn"].out.read_text())["files"][0]
@@ -688,7 +688,7 @@ def test_a_flood_of_100k_rsts_finishes_within_bounded_memory(floods: dict[str, M
     """100,000 RSTs 1 ms apart: the tracker's state is bounded (at most 8 RSTs wait per flow,
     closed flows are forgotten), but the report holds every verdict, so memory grows with the
     number of RSTs printed: measured peak RSS 193 MiB on one flow (5 s), 299 MiB on 100k flows
-    of a lone RST each (9 s; under the default cap of 200000 flows)."""
+    of a lone RST each (9 s; under the former default cap of 200000 flows)."""
     status, stderr, peak_mib = flood_result(floods, flood)
     assert status == 0, stderr
     assert stderr == ""
