@@ -45,6 +45,7 @@ class FileReport:
     complete: bool = True  # False when interrupted before the end of the file
     first_ts: float | None = None  # earliest and latest frame time of the file (None: no frames)
     last_ts: float | None = None
+    judged_early: int = 0  # RSTs judged before their after-window ended: too many waited
 
     def summary(self) -> dict[str, int]:
         return summarize(self.verdicts)
@@ -59,6 +60,7 @@ class FileReport:
             "rsts": len(self.verdicts),
             "skipped": self.skipped,
             "evicted_flows": self.evicted_flows,
+            "judged_early": self.judged_early,
             "warnings": self.warnings,
             "complete": self.complete,
             "first_ts": None if self.first_ts is None else round(self.first_ts, 6),
@@ -158,7 +160,7 @@ class Analysis:
         return FileReport(
             self.path, s["format"], s["frames"], s["tcp_packets"], s["flows"],
             s["duplicates"], s["evicted_flows"], s["skipped"], s["warnings"],
-            self.collected, s["complete"], s["first_ts"], s["last_ts"])
+            self.collected, s["complete"], s["first_ts"], s["last_ts"], s["judged_early"])
 
 
 class _engine_errors:  # noqa: N801 - used as a context manager, reads as a phrase

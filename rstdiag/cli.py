@@ -85,7 +85,7 @@ def reading_options(func: Callable[..., Any]) -> Any:
                      "tcpdump -r FILE EXPR does (tcpdump applies it; frames are numbered "
                      "among those it passes)."),
         click.option("--max-flows", type=click.IntRange(min=1000), default=None,
-                     help="Flows held in memory at once (default 200000); the oldest idle "
+                     help="Flows held in memory at once (default 65536); the oldest idle "
                      "are evicted beyond it, and counted."),
         click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
                      help="Read up to N files at once, one engine thread each (default: one "
@@ -744,7 +744,7 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Show the kernel's own reason for each RST this host sends (tracepoint "
               "tcp:tcp_send_reset; root) and count where it agrees with the verdict.")
 @click.option("--max-flows", type=click.IntRange(min=1000), default=None,
-              help="Flows held in memory at once (default 200000).")
+              help="Flows held in memory at once (default 65536).")
 @click.option("--no-view", is_flag=True,
               help="Headless: no live view even on a terminal; stdout gets the summary at the "
               "end (or, with --format jsonl, every verdict). Off a terminal there is no view "

@@ -32,7 +32,7 @@ REPORT_EXIT_STATUS_HELP = (
 @click.option("-w", "--write", "output", required=True, type=click.Path(dir_okay=False),
               metavar="OUT.pcapng", help="The annotated capture to write (pcapng).")
 @click.option("--max-flows", type=click.IntRange(min=1000), default=None,
-              help="Flows held in memory at once (default 200000).")
+              help="Flows held in memory at once (default 65536).")
 def annotate(file: str, output: str, max_flows: int | None) -> None:
     """Write FILE back as pcapng with every packet unchanged and a comment on each RST: its
     cause, confidence, sender, evidence and hint, for Wireshark (packet details, Expert Info,
@@ -112,7 +112,7 @@ def _write_atomically(path: str, write: Callable[[BinaryIO], T]) -> T:
 @click.option("--max-rows", type=click.IntRange(min=1), default=5000, show_default=True,
               metavar="N", help="RSTs listed in the table (all are counted).")
 @click.option("--max-flows", type=click.IntRange(min=1000), default=None,
-              help="Flows held in memory at once (default 200000).")
+              help="Flows held in memory at once (default 65536).")
 def report(files: tuple[str, ...], output: str, per_cause: int, max_rows: int,
            max_flows: int | None) -> None:
     """Write one self-contained HTML page about the RSTs of FILES, to attach to a ticket or a

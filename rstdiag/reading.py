@@ -72,6 +72,7 @@ class FileSummary:
             "copies": self.copies,
             "skipped": c.get("skipped", {}),
             "evicted_flows": c.get("evicted_flows", 0),
+            "judged_early": c.get("judged_early", 0),
             "warnings": c.get("warnings", []),
             "complete": c.get("complete", False),
             "first_ts": None if first is None else round(first, 6),

@@ -590,7 +590,8 @@ class Counted:
         d["copies"] = copies
         return {key: d[key] for key in ("path", "format", "frames", "tcp_packets", "flows",
                                         "rsts", "copies", "skipped", "evicted_flows",
-                                        "warnings", "complete", "first_ts", "last_ts")}
+                                        "judged_early", "warnings", "complete", "first_ts",
+                                        "last_ts")}
 
 
 def feed(sink: Sink, reports: Sequence[FileReport], errors: Sequence[tuple[str, str]] = (),

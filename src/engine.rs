@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use crate::capture::{CaptureError, CaptureReader, Format};
 use crate::decode::{is_supported_linktype, Decoder};
-use crate::flows::{FlowTracker, RstCase, MAX_FLOWS};
+use crate::flows::{FlowTracker, RstCase, MAX_FLOWS, MAX_WAITING};
 use crate::front::{Batch, Front};
 use crate::records::{Packet, RawFrame, RST};
 use crate::rules::listeners::{Listeners, LISTENER_SECONDS};
@@ -36,6 +36,8 @@ pub struct Summary {
     pub flows: u64,
     pub duplicates: u64,
     pub evicted_flows: u64,
+    /// RSTs judged before the packets after them were all in: too many waited at once
+    pub judged_early: u64,
     pub rsts: u64,
     pub skipped: Vec<(String, u64)>,
     pub warnings: Vec<String>,
@@ -527,6 +529,14 @@ impl Analysis {
                 "flow table full: {} oldest flows evicted (cap {}); RSTs on them may lack context",
                 s.evicted_flows,
                 self.tracker.max_flows()
+            ));
+        }
+        s.judged_early = tracker.early;
+        if s.judged_early > 0 {
+            s.warnings.push(format!(
+                "{} RSTs judged early: more than {MAX_WAITING} waited at once for the packets \
+                 after them; their verdicts may lack that evidence",
+                s.judged_early
             ));
         }
     }

@@ -10,6 +10,7 @@
 //! first sighting for the host table's.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
@@ -33,8 +34,19 @@ pub const SWEEP_EVERY: u64 = 65536;
 pub const CLOSED_IDLE: f64 = 30.0;
 /// An open flow is forgotten after this much idle capture time.
 pub const OPEN_IDLE: f64 = 900.0;
-/// Flows held at once; the idlest are evicted beyond it.
-pub const MAX_FLOWS: usize = 200_000;
+/// Flows held at once; the idlest are evicted beyond it (the table grows 10% over before it
+/// is cut back). About 1 KB a flow with its history and its place in the table (bench/memory.py:
+/// 1.0 KB a flow of a SYN flood, 1.2 KB a SYN->RST flow): 65,536 keep a 1M-flow SYN flood and
+/// 200,000 SYN->RST flows under 150 MB of peak RSS with the Python side. Captures with more
+/// flows open at once evict and say so; `--max-flows` raises the cap.
+pub const MAX_FLOWS: usize = 65_536;
+/// RST cases waiting at once for the packets after them. Beyond it the oldest leaves at once,
+/// with the packets seen after it so far: counted in `TrackerStats::early` when its
+/// AFTER_SECONDS had not passed yet. Sweeps come every SWEEP_EVERY packets, so this also
+/// releases by count the cases whose window passed in between. A case holds about 1.1 KB plus
+/// its history (9 MB for 8,192); cases are early only when more than 1,600 RSTs a second wait
+/// on quiet flows (a scan's answers), where they would otherwise hold tens of MB.
+pub const MAX_WAITING: usize = 8192;
 /// Hosts whose TTLs are remembered across flows.
 pub const MAX_HOSTS: usize = 100_000;
 pub const MAX_TTLS: usize = 8;
@@ -158,7 +170,7 @@ impl Segment {
 }
 
 /// Devices told apart per side of a flow (the host and one in front of it); packets with a
-/// third TTL join none. Two keep the flow small: the tracker holds up to 200,000.
+/// third TTL join none. Two keep the flow small: the tracker holds up to 65,536 by default.
 pub const DEVICES: usize = 2;
 
 /// One device that sent packets in an endpoint's name: the host itself, or a firewall, SYN
@@ -257,8 +269,8 @@ pub struct SideState {
     /// non-RST segments
     pub packets: u64,
     pub ttls: TtlSet,
+    /// (no last_ts: the flow keeps one for both sides)
     pub first_ts: Option<f64>,
-    pub last_ts: Option<f64>,
     /// the side's first four RSTs
     pub rsts: Vec<Segment>,
     /// the devices that sent this side's non-RST packets, by TTL, first seen first
@@ -285,7 +297,6 @@ impl SideState {
             packets: 0,
             ttls: TtlSet::default(),
             first_ts: None,
-            last_ts: None,
             rsts: Vec::new(),
             devices: [Device::default(); DEVICES],
             handshake_rtt: None,
@@ -337,9 +348,10 @@ impl SideState {
         if self.first_ts.is_none() {
             self.first_ts = Some(seg.ts);
         }
-        self.last_ts = Some(seg.ts);
         if flags & RST != 0 {
             if self.rsts.len() < 4 {
+                // exact growth: a Vec's first push reserves four, and most sides send one RST
+                self.rsts.reserve_exact(1);
                 self.rsts.push(*seg);
             }
             return;
@@ -449,10 +461,34 @@ pub struct TrackerStats {
     pub duplicates: u64,
     /// flows dropped because the table was full
     pub evicted: u64,
+    /// RST cases judged before their after-window ended: more than MAX_WAITING waited
+    pub early: u64,
+}
+
+/// The RST cases waiting in flows, oldest first, so that the oldest can be judged early when
+/// too many wait. A case released otherwise (its after-window full, its flow forgotten)
+/// leaves its entry behind until the entry reaches the front or the queue is compacted.
+#[derive(Default)]
+struct Waiting {
+    /// cases waiting in all flows
+    count: usize,
+    /// (flow id, RST frame, flow) of each case, in the order they were made
+    queue: VecDeque<(u64, u64, FlowKey)>,
+}
+
+impl Waiting {
+    fn add(&mut self, flow_id: u64, frame: u64, key: FlowKey) {
+        self.count += 1;
+        self.queue.push_back((flow_id, frame, key));
+    }
+
+    fn released(&mut self, cases: usize) {
+        self.count = self.count.saturating_sub(cases);
+    }
 }
 
 /// The last HISTORY segments of a flow: grown as the flow grows (most flows are short, and a
-/// table of 200,000 flows would hold 150 MB of empty slots), then a ring with no allocation.
+/// table of 65,536 flows would hold 42 MB of empty slots), then a ring with no allocation.
 #[derive(Clone, Debug)]
 struct History {
     segs: Vec<Segment>,
@@ -468,7 +504,13 @@ impl History {
     }
 
     fn push(&mut self, seg: Segment) {
-        if self.segs.len() < HISTORY {
+        let len = self.segs.len();
+        if len < HISTORY {
+            if len == self.segs.capacity() {
+                // 1, 2, 4, 8, 16 segments: a SYN flood's one-packet flows hold 40 bytes of
+                // history, not the 160 of a Vec's first growth
+                self.segs.reserve_exact(len.max(1));
+            }
             self.segs.push(seg);
             return;
         }
@@ -504,7 +546,7 @@ struct Flow {
     last_ts: f64,
     rst_seen: bool,
     /// per side, the last TTL offered to the host table, and when (see HostTtls::note_once)
-    noted: [Option<(u64, u8)>; 2],
+    noted: [Option<(u32, u8)>; 2],
 }
 
 impl Flow {
@@ -630,7 +672,7 @@ struct HostTtls {
     hosts: FxHashMap<HostKey, (u64, TtlSet)>,
     seen: u64,
     /// trims so far
-    epoch: u64,
+    epoch: u32,
 }
 
 impl HostTtls {
@@ -650,7 +692,7 @@ impl HostTtls {
     /// `note`, skipped when this flow side offered the same TTL since the last trim: a set
     /// only grows until a trim drops it, so offering a TTL again changes nothing. Saves a
     /// lookup in a table of every host on nearly every packet.
-    fn note_once(&mut self, noted: &mut Option<(u64, u8)>, addr: IpAddr, ttl: u8) {
+    fn note_once(&mut self, noted: &mut Option<(u32, u8)>, addr: IpAddr, ttl: u8) {
         if *noted != Some((self.epoch, ttl)) {
             self.note(addr, ttl);
             *noted = Some((self.epoch, ttl));
@@ -673,7 +715,7 @@ impl HostTtls {
         let (_, cut, _) = firsts.select_nth_unstable(MAX_HOSTS / 2 - 1);
         let cut = *cut;
         self.hosts.retain(|_, (first, _)| *first > cut);
-        self.epoch += 1;
+        self.epoch = self.epoch.wrapping_add(1);
     }
 }
 
@@ -684,6 +726,7 @@ pub struct FlowTracker {
     hosts: HostTtls,
     stats: TrackerStats,
     max_flows: usize,
+    waiting: Waiting,
     packets: u64,
     now: f64,
 }
@@ -695,6 +738,7 @@ impl FlowTracker {
             hosts: HostTtls::default(),
             stats: TrackerStats::default(),
             max_flows,
+            waiting: Waiting::default(),
             packets: 0,
             now: 0.0,
         }
@@ -721,13 +765,67 @@ impl FlowTracker {
         let key = FlowKey::of(&pkt);
         match self.flows.get_mut(&key) {
             Some(flow) if !flow.started_anew_by(&pkt) => {
-                track(flow, &mut self.hosts, &mut self.stats, &mut pkt, ready);
+                let hosts = &mut self.hosts;
+                track(
+                    flow,
+                    key,
+                    hosts,
+                    &mut self.stats,
+                    &mut self.waiting,
+                    &mut pkt,
+                    ready,
+                );
             }
             _ => self.feed_new_flow(key, &mut pkt, ready),
         }
         if self.packets % SWEEP_EVERY == 0 {
             self.sweep(ready);
         }
+        if self.waiting.count > MAX_WAITING {
+            self.judge_oldest_early(ready);
+        }
+        if self.waiting.queue.len() > 2 * MAX_WAITING {
+            self.compact_waiting();
+        }
+    }
+
+    /// Beyond MAX_WAITING waiting cases, release the oldest with the packets seen after it so
+    /// far; counted as early unless its after-window had passed (a sweep was still to come).
+    fn judge_oldest_early(&mut self, ready: &mut Vec<RstCase>) {
+        while self.waiting.count > MAX_WAITING {
+            let Some((flow_id, frame, key)) = self.waiting.queue.pop_front() else {
+                return;
+            };
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            // a flow's cases leave oldest first, so a case still waiting is its flow's first
+            let oldest = flow.waiting.first().map(|case| case.rst.frame);
+            if flow.flow_id != flow_id || oldest != Some(frame) {
+                continue; // released already
+            }
+            let case = flow.waiting.remove(0);
+            if flow.waiting.is_empty() {
+                // a closed flow stays 30 s: its empty Vec must not keep a case's room
+                flow.waiting = Vec::new();
+            }
+            self.waiting.released(1);
+            if self.now - case.rst.ts <= AFTER_SECONDS {
+                self.stats.early += 1;
+            }
+            ready.push(case);
+        }
+    }
+
+    /// Drop the queue's entries of cases released otherwise: once it holds twice the bound,
+    /// so that the work is a few lookups per case.
+    fn compact_waiting(&mut self) {
+        let flows = &self.flows;
+        self.waiting.queue.retain(|(flow_id, frame, key)| {
+            flows.get(key).is_some_and(|flow| {
+                flow.flow_id == *flow_id && flow.waiting.iter().any(|c| c.rst.frame == *frame)
+            })
+        });
     }
 
     /// A packet that starts a flow: on a new 4-tuple, or a new connection on a closed one.
@@ -741,18 +839,31 @@ impl FlowTracker {
             self.sweep(ready);
         }
         match self.flows.get_mut(&key) {
-            Some(flow) => track(flow, &mut self.hosts, &mut self.stats, pkt, ready),
+            Some(flow) => {
+                let hosts = &mut self.hosts;
+                track(
+                    flow,
+                    key,
+                    hosts,
+                    &mut self.stats,
+                    &mut self.waiting,
+                    pkt,
+                    ready,
+                );
+            }
             None => {
                 // Quirk kept from Python: the sweep its arrival caused dropped the new flow (the
                 // idlest of a full table, or idle past OPEN_IDLE: a packet far older than the
                 // capture's clock). The packet is still tracked into that detached flow (host
                 // TTLs and counters see it) and a case of it is lost.
                 let mut detached = Flow::new(flow_id, pkt);
-                let mut lost = Vec::new();
+                let (mut lost, mut lost_waiting) = (Vec::new(), Waiting::default());
                 track(
                     &mut detached,
+                    key,
                     &mut self.hosts,
                     &mut self.stats,
+                    &mut lost_waiting,
                     pkt,
                     &mut lost,
                 );
@@ -762,6 +873,7 @@ impl FlowTracker {
 
     fn forget(&mut self, key: &FlowKey, ready: &mut Vec<RstCase>) {
         if let Some(flow) = self.flows.remove(key) {
+            self.waiting.released(flow.waiting.len());
             ready.extend(flow.waiting);
         }
     }
@@ -773,6 +885,7 @@ impl FlowTracker {
         for flow in flows {
             ready.extend(flow.waiting);
         }
+        self.waiting = Waiting::default();
     }
 
     /// Release cases whose after-window passed; forget idle flows; keep the table bounded.
@@ -793,6 +906,7 @@ impl FlowTracker {
         });
         released.sort_unstable_by_key(|(flow_id, _)| *flow_id);
         for (_, cases) in released {
+            self.waiting.released(cases.len());
             ready.extend(cases);
         }
         self.evict_idlest(ready);
@@ -800,30 +914,43 @@ impl FlowTracker {
     }
 
     /// Beyond max_flows, forget the flows idle longest (Python's stable sort by last packet
-    /// time: among equals, the oldest flow first).
+    /// time: among equals, the oldest flow first). Their waiting cases are ready in that order.
     fn evict_idlest(&mut self, ready: &mut Vec<RstCase>) {
         let excess = self.flows.len().saturating_sub(self.max_flows);
         if excess == 0 {
             return;
         }
         // `+ 0.0` makes -0.0 equal to 0.0 as Python compares them; total_cmp cannot panic.
-        let mut ages: Vec<(f64, u64, FlowKey)> = self
-            .flows
-            .iter()
-            .map(|(key, flow)| (flow.last_ts + 0.0, flow.flow_id, *key))
-            .collect();
-        let idlest = |x: &(f64, u64, FlowKey), y: &(f64, u64, FlowKey)| -> Ordering {
+        // (last time, flow id) only, 16 bytes a flow: this runs with the table at its fullest.
+        let age = |flow: &Flow| (flow.last_ts + 0.0, flow.flow_id);
+        let idlest = |x: &(f64, u64), y: &(f64, u64)| -> Ordering {
             x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
         };
-        if excess < ages.len() {
-            ages.select_nth_unstable_by(excess, idlest);
-            ages.truncate(excess);
+        let mut ages: Vec<(f64, u64)> = self.flows.values().map(|flow| age(flow)).collect();
+        // the last flow to go; flow ids are unique, so exactly `excess` flows are at or before it
+        let last = match ages.len().checked_sub(excess) {
+            Some(kept) if kept > 0 => Some(*ages.select_nth_unstable_by(excess - 1, idlest).1),
+            _ => None,
+        };
+        drop(ages);
+        let mut evicted: Vec<((f64, u64), Vec<RstCase>)> = Vec::new();
+        let mut count = 0u64;
+        self.flows.retain(|_, flow| {
+            let go = last.is_none_or(|last| idlest(&age(flow), &last).is_le());
+            if go {
+                count += 1;
+                if !flow.waiting.is_empty() {
+                    evicted.push((age(flow), std::mem::take(&mut flow.waiting)));
+                }
+            }
+            !go
+        });
+        evicted.sort_unstable_by(|x, y| idlest(&x.0, &y.0));
+        for (_, cases) in evicted {
+            self.waiting.released(cases.len());
+            ready.extend(cases);
         }
-        ages.sort_unstable_by(idlest);
-        for (_, _, key) in ages {
-            self.forget(&key, ready);
-            self.stats.evicted += 1;
-        }
+        self.stats.evicted += count;
     }
 
     /// `sweep` with the clock moved to `now` (seconds since the epoch) if it is later: a live
@@ -866,8 +993,10 @@ impl Default for FlowTracker {
 /// Add one packet to its flow: duplicates, the after-window of waiting cases, a case per RST.
 fn track(
     flow: &mut Flow,
+    key: FlowKey,
     hosts: &mut HostTtls,
     stats: &mut TrackerStats,
+    waiting: &mut Waiting,
     pkt: &mut Packet,
     ready: &mut Vec<RstCase>,
 ) {
@@ -897,7 +1026,8 @@ fn track(
         stats.duplicates += 1;
         return;
     }
-    collect_after(flow, &seg, ready);
+    let released = collect_after(flow, &seg, ready);
+    waiting.released(released);
     if seg.flags & RST != 0 {
         let case = new_case(flow, seg, pkt, twin.map(|t| t.frame), hosts, stats);
         if flow.waiting.capacity() == 0 {
@@ -905,6 +1035,7 @@ fn track(
             flow.waiting.reserve_exact(1);
         }
         flow.waiting.push(case);
+        waiting.add(flow.flow_id, seg.frame, key);
         flow.rst_seen = true;
     } else {
         if let Some(noted) = flow.noted.get_mut(usize::from(side)) {
@@ -918,9 +1049,10 @@ fn track(
 }
 
 /// The segment joins the after-window of every waiting case; the full ones are ready.
-fn collect_after(flow: &mut Flow, seg: &Segment, ready: &mut Vec<RstCase>) {
+/// Returns how many became ready.
+fn collect_after(flow: &mut Flow, seg: &Segment, ready: &mut Vec<RstCase>) -> usize {
     if flow.waiting.is_empty() {
-        return;
+        return 0;
     }
     for case in flow.waiting.iter_mut() {
         case.after.push(*seg);
@@ -931,6 +1063,7 @@ fn collect_after(flow: &mut Flow, seg: &Segment, ready: &mut Vec<RstCase>) {
         .first()
         .is_some_and(|case| case.after.len() >= AFTER)
     {
+        let before = ready.len();
         for case in std::mem::take(&mut flow.waiting) {
             if case.after.len() >= AFTER {
                 ready.push(case);
@@ -938,7 +1071,9 @@ fn collect_after(flow: &mut Flow, seg: &Segment, ready: &mut Vec<RstCase>) {
                 flow.waiting.push(case);
             }
         }
+        return ready.len() - before;
     }
+    0
 }
 
 /// The identical packet just before this one, if this is a copy of it.

@@ -228,6 +228,7 @@ fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict
     d.set_item("flows", s.flows)?;
     d.set_item("duplicates", s.duplicates)?;
     d.set_item("evicted_flows", s.evicted_flows)?;
+    d.set_item("judged_early", s.judged_early)?;
     d.set_item("rsts", s.rsts)?;
     let skipped = PyDict::new(py);
     for (key, count) in &s.skipped {

@@ -561,8 +561,9 @@ def syn_flood(flows: int) -> bytes:
     return bytes(out)
 
 
-def rst_flood(rsts: int, one_flow: bool) -> bytes:
-    """`rsts` RST+ACKs 1 ms apart: on one established flow, or each on a flow of its own."""
+def rst_flood(rsts: int, one_flow: bool, gap: float = 0.001) -> bytes:
+    """`rsts` RST+ACKs `gap` seconds apart: on one established flow, or each on a flow of its
+    own."""
     records = []
     ts = 1_700_000_000.0
     c, s = S.CLIENT, S.SERVER
@@ -575,8 +576,28 @@ def rst_flood(rsts: int, one_flow: bool) -> bytes:
             c = bytes([10, 1 + (i >> 16), i >> 8 & 255, i & 255])
         records.append((ts, S.tcp4(s, c, 443, 40000, 5001 + i, 1001, S.RST | S.ACK,
                                    ipid=i & 0xFFFF)))
-        ts += 0.001
+        ts += gap
     return S.pcap(records, S.RAW)
+
+
+@needs_entry_point
+def test_rsts_judged_before_their_after_window_ends_are_counted_and_warned_about(
+        tmp_path: Path) -> None:
+    """10,000 lone RSTs 0.1 ms apart: at most 8,192 wait at once for the packets after them
+    (flows.rs MAX_WAITING), so each RST beyond it has the oldest judged early, 0.8 s after its
+    RST instead of 5 s. Every RST is still reported; the early ones are counted in the file's
+    `judged_early` and a warning, never silently."""
+    capture = tmp_path / "scan-answers.pcap"
+    capture.write_bytes(rst_flood(10_000, one_flow=False, gap=0.0001))
+    result = run("read", "--format", "json", str(capture))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["files"][0]
+    assert report["rsts"] == 10_000
+    assert report["judged_early"] == 10_000 - 8192
+    warning = ("1808 RSTs judged early: more than 8192 waited at once for the packets after "
+               "them; their verdicts may lack that evidence")
+    assert report["warnings"] == [warning]
+    assert result.stderr == f"rstdiag: warning: {capture}: {warning}\n"
 
 
 class Measured:
@@ -646,9 +667,9 @@ def test_a_syn_flood_of_distinct_flows_stays_within_the_flow_cap(
     back to the cap when it grows 10% over), the rest are evicted, counted and warned about.
 
     Measured peak RSS (Python 3.11, x86_64): 300k flows 326 MiB (11 s), 1M flows 342 MiB
-    (41 s; the same table, plus the TTLs of up to 165k source hosts); the default cap of 200000
-    on the 1M flood peaks at 629 MiB. The bound leaves ~50% headroom over the 100k-cap
-    figure."""
+    (41 s; the same table, plus the TTLs of up to 165k source hosts); the former default cap
+    of 200000 on the 1M flood peaked at 629 MiB. The bound leaves ~50% headroom over the
+    100k-cap figure."""
     status, stderr, peak_mib = flood_result(floods, "syn")
     assert status == 0, stderr
     report = json.loads(floods["syn"].out.read_text())["files"][0]
@@ -667,7 +688,7 @@ def test_a_flood_of_100k_rsts_finishes_within_bounded_memory(floods: dict[str, M
     """100,000 RSTs 1 ms apart: the tracker's state is bounded (at most 8 RSTs wait per flow,
     closed flows are forgotten), but the report holds every verdict, so memory grows with the
     number of RSTs printed: measured peak RSS 193 MiB on one flow (5 s), 299 MiB on 100k flows
-    of a lone RST each (9 s; under the default cap of 200000 flows)."""
+    of a lone RST each (9 s; under the former default cap of 200000 flows)."""
     status, stderr, peak_mib = flood_result(floods, flood)
     assert status == 0, stderr
     assert stderr == ""

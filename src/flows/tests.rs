@@ -338,7 +338,7 @@ fn side_keeps_its_first_four_rsts_apart_from_its_other_packets() {
     }
     assert_eq!(frames(&side.rsts), [1, 2, 3, 4]);
     assert_eq!((side.packets, side.nxt, side.ttls.len()), (0, None, 0));
-    assert_eq!((side.first_ts, side.last_ts), (Some(0.0), Some(0.0)));
+    assert_eq!(side.first_ts, Some(0.0));
 }
 
 #[test]
@@ -880,4 +880,97 @@ fn ttl_set_iterates_sorted_and_joins_with_slashes() {
     assert_eq!(set.len(), 4);
     assert!(set.contains(255) && !set.contains(63));
     assert_eq!(TtlSet::default().text(), "");
+}
+
+/// One lone RST on each of `count` flows (client ports from 1024, servers on port 80 up),
+/// `gap` seconds apart from ts 1000.
+fn lone_rsts(count: u64, gap: f64) -> Vec<Packet> {
+    (0..count)
+        .map(|i| {
+            pkt(i + 1, "R")
+                .ports(1024 + (i % 60000) as u16, 80 + (i / 60000) as u16)
+                .ts(1000.0 + i as f64 * gap)
+        })
+        .collect()
+}
+
+#[test]
+fn waiting_cases_are_bounded_and_the_oldest_judged_early_are_counted() {
+    let mut tracker = FlowTracker::default();
+    let extra = 10;
+    let ready = feed_all(&mut tracker, lone_rsts(MAX_WAITING as u64 + extra, 0.0001));
+    let frames: Vec<u64> = ready.iter().map(|c| c.rst.frame).collect();
+    assert_eq!(frames, (1..=extra).collect::<Vec<u64>>());
+    assert_eq!(tracker.stats().early, extra);
+    assert_eq!(tracker.pending().count(), MAX_WAITING);
+}
+
+#[test]
+fn a_case_past_its_after_window_released_by_the_bound_is_not_counted_early() {
+    let mut tracker = FlowTracker::default();
+    let mut packets = lone_rsts(MAX_WAITING as u64 + 1, 0.0001);
+    if let Some(first) = packets.first_mut() {
+        first.ts = 1000.0 - 2.0 * AFTER_SECONDS; // waited its whole window; no sweep came yet
+    }
+    let ready = feed_all(&mut tracker, packets);
+    assert_eq!(ready.iter().map(|c| c.rst.frame).collect::<Vec<_>>(), [1]);
+    assert_eq!(tracker.stats().early, 0);
+}
+
+#[test]
+fn an_early_judged_case_takes_the_packets_seen_after_it_so_far() {
+    let mut tracker = FlowTracker::default();
+    let mut packets = vec![pkt(1, "R").ports(1, 8080).ts(999.0)];
+    packets.push(pkt(2, "A").ports(1, 8080).ts(999.0));
+    let later = lone_rsts(MAX_WAITING as u64, 0.0001);
+    packets.extend(later.into_iter().map(|p| {
+        let frame = p.frame + 2;
+        Packet { frame, ..p }
+    }));
+    let ready = feed_all(&mut tracker, packets);
+    assert_eq!(ready.len(), 1);
+    let after: Vec<u64> = ready
+        .iter()
+        .flat_map(|c| c.after.iter().map(|s| s.frame))
+        .collect();
+    assert_eq!(after, [2]);
+    assert_eq!(tracker.stats().early, 1);
+}
+
+#[test]
+fn cases_released_by_their_after_packets_leave_the_bound_and_its_queue() {
+    let mut tracker = FlowTracker::default();
+    let mut ready = Vec::new();
+    let rounds = 3 * MAX_WAITING as u64;
+    for i in 0..rounds {
+        let port = 1024 + (i % 60000) as u16;
+        let at = |n: u64| 1000.0 + i as f64 * 0.001 + n as f64 * 0.00001;
+        let base = i * (AFTER as u64 + 1) + 1;
+        tracker.feed(pkt(base, "R").ports(port, 80).ts(at(0)), &mut ready);
+        for n in 1..=AFTER as u64 {
+            tracker.feed(pkt(base + n, "A").ports(port, 80).ts(at(n)), &mut ready);
+        }
+    }
+    assert_eq!(ready.len() as u64, rounds);
+    assert!(ready.iter().all(|c| c.after.len() == AFTER));
+    assert_eq!(tracker.stats().early, 0);
+    assert!(tracker.waiting.queue.len() <= 2 * MAX_WAITING);
+    assert_eq!(tracker.waiting.count, 0);
+}
+
+#[test]
+fn a_closed_flow_whose_case_left_keeps_no_room_for_it() {
+    let mut tracker = FlowTracker::default();
+    feed_all(&mut tracker, lone_rsts(MAX_WAITING as u64 + 1, 0.0001));
+    let first = pkt(1, "R").ports(1024, 80);
+    let flow = tracker.flows.get(&FlowKey::of(&first));
+    assert_eq!(flow.map(|f| f.waiting.capacity()), Some(0));
+}
+
+#[test]
+fn flows_and_cases_stay_within_their_memory_budget() {
+    // bench/memory.py's figures and MAX_FLOWS's sizing rest on these
+    assert!(std::mem::size_of::<Flow>() <= 632);
+    assert!(std::mem::size_of::<RstCase>() <= 704);
+    assert!(std::mem::size_of::<Segment>() <= 40);
 }
