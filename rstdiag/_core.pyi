@@ -42,6 +42,11 @@ class Analysis:
         """The verdicts that became final, in frame order; each is returned once. With
         `json_file`, each with its JSON line (json.dumps(verdict.to_dict()) to the character),
         that file in its "file" key."""
+    def kernel_reasons(self) -> list[tuple[int, str]]:
+        """The kernel's reasons that a capture saved by `rstdiag live -w --kernel-reasons`
+        keeps (pcapng packet comments) for the verdicts the last `take` gave: (frame,
+        "REASON in STATE"), or (frame, "") for a RST saved with none matched. Empty for any
+        other capture."""
     def provisional(self, from_frame: int = 0) -> list[VerdictTuple]:
         """The RSTs still collecting the packets after them (those of frame `from_frame` on),
         judged as they stand."""
@@ -68,8 +73,11 @@ class LiveSession:
 
     def __init__(self, fd: int, block_size: int, blocks: int, linktype: int, cooked: bool,
                  interface: str, *, max_flows: int | None = None, count: int | None = None,
-                 write: str | None = None, write_snaplen: int = 262144) -> None:
-        """Map the ring (OSError: it cannot be mapped, or `write` cannot be created)."""
+                 write: str | None = None, write_snaplen: int = 262144,
+                 keep_reasons: bool = False) -> None:
+        """Map the ring (OSError: it cannot be mapped, or `write` cannot be created).
+        `write` is a pcap file, or with `keep_reasons` a pcapng whose RSTs each have a
+        comment for the kernel's reason (`note_reason`)."""
     def start(self) -> None:
         """Start reading the ring (after privileges are dropped)."""
     def wait(self, timeout: float) -> bool:
@@ -78,6 +86,10 @@ class LiveSession:
         """Stop the capture thread; the -w file flushed."""
     def flush(self) -> None:
         """Write the -w file's waiting records (a failure stops the capture)."""
+    def note_reason(self, frame: int, text: str) -> bool:
+        """The kernel's reason ("REASON in STATE") for the RST of frame `frame`, written
+        into its comment in the -w file (`keep_reasons`), in place; whether it went in (not
+        for a frame that is no RST, one forgotten after 30 s, or a text that is no reason)."""
     def status(self) -> tuple[int, float | None, float, bool, str, str]:
         """(frames, first packet time, last packet time, ring idle, why it stopped: "",
         "asked", "count", "capture-error", "write-error" or "panic", and its text)."""

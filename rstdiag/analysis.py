@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from . import _core
 from .errors import CaptureError, EngineFault, RstdiagError
+from .kernel_reasons import SavedReasons
 from .labels import Confidence, Effect, Endpoint, Label, Sender, Verdict
 
 _LABELS = {str(label): label for label in Label}
@@ -46,6 +47,8 @@ class FileReport:
     first_ts: float | None = None  # earliest and latest frame time of the file (None: no frames)
     last_ts: float | None = None
     judged_early: int = 0  # RSTs judged before their after-window ended: too many waited
+    # a capture saved by `live -w --kernel-reasons`: how the reasons it keeps compared
+    kernel_reasons: dict[str, object] | None = None
 
     def summary(self) -> dict[str, int]:
         return summarize(self.verdicts)
@@ -65,6 +68,7 @@ class FileReport:
             "complete": self.complete,
             "first_ts": None if self.first_ts is None else round(self.first_ts, 6),
             "last_ts": None if self.last_ts is None else round(self.last_ts, 6),
+            **({} if self.kernel_reasons is None else {"kernel_reasons": self.kernel_reasons}),
         }
 
 
@@ -104,6 +108,7 @@ class Analysis:
         self.cancel = cancel  # set by another thread: stop between two batches (Ctrl-C)
         self.core = _core.Analysis(max_flows)
         self.collected: list[Verdict] = []
+        self.reasons = SavedReasons()  # the kernel's, where `live -w` saved them
         self._opened = False
 
     def open(self, stream: BinaryIO | None = None) -> None:
@@ -120,12 +125,11 @@ class Analysis:
         """Read to the end, yielding each verdict once it is final."""
         if not self._opened:
             self.open()
-        core, path = self.core, self.path
+        core = self.core
         while True:
             with _engine_errors(self):
                 more = core.read()
-            for record in core.take():
-                yield verdict_of(record, path)
+            yield from self._taken()
             if progress is not None:
                 progress(core.bytes_read)
             if not more:
@@ -134,8 +138,12 @@ class Analysis:
                 break
         with _engine_errors(self):
             core.finish(not more)
-        for record in core.take():
-            yield verdict_of(record, path)
+        yield from self._taken()
+
+    def _taken(self) -> list[Verdict]:
+        """The engine's final verdicts, with the kernel's reasons the capture saved."""
+        verdicts = [verdict_of(record, self.path) for record in self.core.take()]
+        return self.reasons.apply(verdicts, self.core.kernel_reasons())
 
     def run(self, progress: Callable[[int], None] | None = None) -> FileReport:
         for verdict in self.verdicts(progress):
@@ -151,7 +159,7 @@ class Analysis:
     def finish(self, complete: bool = True) -> FileReport:
         """End early (or at the end): every waiting RST judged, the report of what was read."""
         self.core.finish(complete)
-        self.collected.extend(verdict_of(record, self.path) for record in self.core.take())
+        self.collected.extend(self._taken())
         return self.report()
 
     def report(self) -> FileReport:
@@ -160,7 +168,8 @@ class Analysis:
         return FileReport(
             self.path, s["format"], s["frames"], s["tcp_packets"], s["flows"],
             s["duplicates"], s["evicted_flows"], s["skipped"], s["warnings"],
-            self.collected, s["complete"], s["first_ts"], s["last_ts"], s["judged_early"])
+            self.collected, s["complete"], s["first_ts"], s["last_ts"], s["judged_early"],
+            self.reasons.summary())
 
 
 class _engine_errors:  # noqa: N801 - used as a context manager, reads as a phrase

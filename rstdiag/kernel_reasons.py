@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .labels import Confidence, Label, Verdict
@@ -117,6 +117,84 @@ def confirmed(verdict: Verdict, reason: str, text: str) -> tuple[Verdict, bool |
                     f"from {verdict.label}: {verdict.evidence}")
     return replace(verdict, label=label, confidence=Confidence.HIGH, evidence=evidence,
                    kernel_reason=text), True
+
+
+MAX_DISAGREEMENTS = 20  # the disagreements listed (all are counted)
+
+
+@dataclass(slots=True)
+class KernelStats:
+    """How the kernel's reasons compared with the wire's verdicts: `live --kernel-reasons`
+    as it runs, `read` of the pcapng that `live -w` saved them in."""
+
+    agree: int = 0
+    disagree: int = 0
+    no_opinion: int = 0  # reasons the compatibility map says nothing about
+    disagreements: list[str] = field(default_factory=list)  # "frame N: label vs REASON"
+
+    def count(self, frame: int, verdict: Verdict, agreement: bool | None, text: str) -> None:
+        """One RST's reason (its copies are not counted): `verdict` as `confirmed` made it."""
+        if agreement is None:
+            self.no_opinion += 1
+        elif agreement:
+            self.agree += 1
+        else:
+            self.disagree += 1
+            if len(self.disagreements) < MAX_DISAGREEMENTS:
+                self.disagreements.append(
+                    f"frame {frame}: the wire says {verdict.label}, the kernel's reason "
+                    f"{text} excludes it")
+
+    def to_dict(self, without_reason: int) -> dict[str, object]:
+        return {"agree": self.agree, "disagree": self.disagree, "no_opinion": self.no_opinion,
+                "without_reason": without_reason, "disagreements": self.disagreements}
+
+
+class SavedReasons:
+    """The kernel's reasons that `rstdiag live -w FILE --kernel-reasons` saved in FILE's
+    packet comments, applied to the verdicts of `read FILE` as live applied them
+    (`confirmed`), and counted as live counted them. The engine reads the comments and hands
+    over (frame, "REASON in STATE") for the verdicts of each batch ("" for a RST saved with
+    none matched): per-verdict work, none per packet, none at all for other captures."""
+
+    def __init__(self) -> None:
+        self.stats = KernelStats()
+        self.without_reason = 0
+        self.saved = False  # the capture keeps reasons: its report says how they compared
+
+    def apply(self, verdicts: list[Verdict], reasons: list[tuple[int, str]]) -> list[Verdict]:
+        if not reasons:
+            return verdicts
+        self.saved = True
+        by_frame = dict(reasons)
+        out = []
+        for verdict in verdicts:
+            text = by_frame.get(verdict.frame)
+            if text is None:
+                out.append(verdict)
+                continue
+            if not text:
+                self.without_reason += 1
+                out.append(verdict)
+                continue
+            decided, agreement = confirmed(verdict, text.split(" ", 1)[0], text)
+            if verdict.duplicate_of is None:
+                self.stats.count(verdict.frame, decided, agreement, text)
+            out.append(decided)
+        return out
+
+    def summary(self) -> dict[str, object] | None:
+        """The counts for a report's file entry; None when the capture kept no reasons."""
+        return self.stats.to_dict(self.without_reason) if self.saved else None
+
+
+def agreement_line(agree: int, disagree: int, no_opinion: int) -> str:
+    """"kernel reasons: 3 agree, 0 disagree" (and those that say nothing), for the tables
+    of `live` and `read`."""
+    text = f"kernel reasons: {agree} agree, {disagree} disagree"
+    if no_opinion:
+        text += f", {no_opinion} say nothing about the cause"
+    return text
 
 
 @dataclass(frozen=True, slots=True)

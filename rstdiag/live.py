@@ -34,7 +34,15 @@ from . import _core
 from .analysis import VerdictTuple, verdict_of
 from .env import Environment
 from .errors import ExitStatus
-from .kernel_reasons import KEEP_SECONDS, SETTLE_SECONDS, KernelReset, ReasonMatcher, ResetTracer
+from .kernel_reasons import (
+    KEEP_SECONDS,
+    SETTLE_SECONDS,
+    KernelReset,
+    KernelStats,
+    ReasonMatcher,
+    ResetTracer,
+    agreement_line,
+)
 from .kernel_reasons import confirmed as kernel_confirmed
 from .labels import HINTS, Label, Verdict
 from .livecapture import (
@@ -61,7 +69,6 @@ TICK = 0.25  # seconds between refreshes: view, provisional verdicts, pcap flush
 PROVISIONAL_DELAY = 0.2  # a RST's provisional verdict waits this long for the kernel's reason
 RECENT_SECONDS = 5.0  # settled RSTs kept this long: duplicates, bursts, late kernel reasons
 IDLE_SWEEP_SECONDS = 10.0  # forget idle flows at least this often when traffic is slow
-MAX_DISAGREEMENTS = 20
 SHOWN_FRAMES = 4096  # frames the view remembers having shown, for their updates
 AFTER_SECONDS = 5.0  # the engine's after-window of a RST: a final verdict is due by then
 METRICS_ADDR = "127.0.0.1"  # a fleet's Prometheus scrapes from elsewhere: --metrics-addr
@@ -87,14 +94,6 @@ class _Rst:
     metered: bool = False  # handed to on_final
 
 
-@dataclass(slots=True)
-class KernelStats:
-    agree: int = 0
-    disagree: int = 0
-    no_opinion: int = 0  # reasons the compatibility map says nothing about
-    disagreements: list[str] = field(default_factory=list)  # "frame N: label vs REASON"
-
-
 class Pipeline:
     """Live packets in, verdicts out through `publish(verdict, update)`.
 
@@ -110,6 +109,7 @@ class Pipeline:
                  max_flows: int | None = None, kernel_reasons: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  on_final: Callable[[Verdict], None] | None = None,
+                 on_reason: Callable[[int, str], object] | None = None,
                  core: _core.LiveSession | None = None) -> None:
         self.source = source
         self.clock = clock  # arrival times of RSTs (a test replays a capture in its own time)
@@ -118,6 +118,8 @@ class Pipeline:
         # once per RST, with its final verdict (the kernel's reason applied: with
         # --kernel-reasons it waits up to REASON_WAIT for it); the metrics count these
         self.on_final = on_final
+        # (frame, "REASON in STATE") as each kernel reason is matched: the -w file keeps it
+        self.on_reason = on_reason
         self.core: _core.Analysis | _core.LiveSession = core or _core.Analysis(max_flows)
         self.frames = 0
         self.last_ts = 0.0  # capture time of the latest packet
@@ -252,6 +254,8 @@ class Pipeline:
                 self.on_final(r.shown)
 
     def _reason(self, frame: int, event: KernelReset) -> None:
+        if self.on_reason is not None:
+            self.on_reason(frame, event.text)
         r = self._rsts.get(frame)
         if r is None:
             return
@@ -267,16 +271,7 @@ class Pipeline:
             verdict, agreement = kernel_confirmed(verdict, r.reason.reason, r.reason.text)
         if r.final and r.reason is not None and not r.counted and verdict.duplicate_of is None:
             r.counted = True
-            if agreement is None:
-                self.kernel.no_opinion += 1
-            elif agreement:
-                self.kernel.agree += 1
-            else:
-                self.kernel.disagree += 1
-                if len(self.kernel.disagreements) < MAX_DISAGREEMENTS:
-                    self.kernel.disagreements.append(
-                        f"frame {r.frame}: the wire says {verdict.label}, the kernel's reason "
-                        f"{r.reason.text} excludes it")
+            self.kernel.count(r.frame, verdict, agreement, r.reason.text)
         if verdict == r.shown:
             return
         update = r.shown is not None
@@ -327,10 +322,7 @@ def _summary_line(pipe: Pipeline, source: str, write: str | None, dropped: int, 
         out["host"] = host
     if pipe.matcher is not None:
         k = pipe.kernel
-        out["kernel_reasons"] = {"agree": k.agree, "disagree": k.disagree,
-                                 "no_opinion": k.no_opinion,
-                                 "without_reason": pipe.matcher.unmatched_wire,
-                                 "disagreements": k.disagreements}
+        out["kernel_reasons"] = k.to_dict(pipe.matcher.unmatched_wire)
     return out
 
 
@@ -513,10 +505,7 @@ class TableOutput:
                 self.console.print(render_timeline(timeline, LABEL_STYLES))
             k = status.kernel
             if k is not None:
-                text = (f"kernel reasons: {k.agree} agree, {k.disagree} disagree"
-                        + (f", {k.no_opinion} say nothing about the cause" if k.no_opinion
-                           else ""))
-                self.console.print(Text(text))
+                self.console.print(Text(agreement_line(k.agree, k.disagree, k.no_opinion)))
                 for line in k.disagreements:
                     self.console.print(data_text(f"  {line}", style="yellow"))
             self.console.file.flush()
@@ -599,7 +588,8 @@ def run_live(env: Environment, opts: LiveOptions) -> ExitStatus:
                 core = _core.LiveSession(
                     capture.fileno(), capture.block_size, capture.blocks, iface.linktype,
                     iface.cooked, iface.name, max_flows=opts.max_flows, count=opts.count,
-                    write=opts.write, write_snaplen=snaplen + (16 if iface.cooked else 0))
+                    write=opts.write, write_snaplen=snaplen + (16 if iface.cooked else 0),
+                    keep_reasons=tracer is not None)
             except OSError as exc:
                 what = f"{opts.write}: cannot write the capture" if opts.write else \
                     "cannot map the capture ring"
@@ -727,9 +717,12 @@ class _Session:
                                       kernel_reasons=tracer is not None)
         # a verdict's `file`: the -w file, whose frame numbers the verdicts give, else the
         # interface
+        # with --kernel-reasons, the -w file (pcapng) keeps each RST's reason in its comment
+        keep = core.note_reason if tracer is not None and opts.write else None
         self.pipe = Pipeline(opts.write or source, linktype, self._publish,
                              kernel_reasons=tracer is not None, core=core,
-                             on_final=metrics.final if metrics is not None else None)
+                             on_final=metrics.final if metrics is not None else None,
+                             on_reason=keep)
         self.stop: str | None = None
         self.idle = True  # the last look found the ring empty: the analysis keeps up
         self._last_wall = 0.0

@@ -24,6 +24,7 @@ from . import _core
 from .analysis import verdict_of
 from .env import Environment
 from .errors import CaptureError, EngineFault, RstdiagError
+from .kernel_reasons import SavedReasons
 from .labels import Verdict
 from .select import Selection
 
@@ -77,6 +78,8 @@ class FileSummary:
             "complete": c.get("complete", False),
             "first_ts": None if first is None else round(first, 6),
             "last_ts": None if last is None else round(last, 6),
+            # a capture saved by `live -w --kernel-reasons`: how its reasons compared
+            **({"kernel_reasons": c["kernel_reasons"]} if "kernel_reasons" in c else {}),
         }
 
 
@@ -316,6 +319,7 @@ class _FileRun:
         self.selection = options.selection
         self.json_file = path if options.json_lines else None
         self.core = _core.Analysis(options.max_flows)
+        self.reasons = SavedReasons()  # the kernel's, where `live -w` saved them
         self.start: float | None = None
         self.tcpdump: subprocess.Popen[bytes] | None = None
         try:
@@ -364,12 +368,15 @@ class _FileRun:
         self.core.finish(False)
         from .analysis import FileReport
 
+        return EngineFault(str(exc), FileReport(self.path, verdicts=self._taken()))
+
+    def _taken(self) -> list[Verdict]:
+        """The engine's final verdicts, with the kernel's reasons the capture saved."""
         verdicts = [verdict_of(r, self.path) for r in self.core.take(self.json_file)]
-        return EngineFault(str(exc), FileReport(self.path, verdicts=verdicts))
+        return self.reasons.apply(verdicts, self.core.kernel_reasons())
 
     def take(self, summary: FileSummary) -> Iterator[Verdict]:
-        records = self.core.take(self.json_file)
-        return self.keep(summary, [verdict_of(r, self.path) for r in records])
+        return self.keep(summary, self._taken())
 
     def keep(self, summary: FileSummary, verdicts: list[Verdict]) -> Iterator[Verdict]:
         for v in verdicts:
@@ -384,6 +391,8 @@ class _FileRun:
             raise self._fault(exc) from None
         yield from self.take(summary)
         summary.counters = self.core.summary()
+        if (kernel := self.reasons.summary()) is not None:
+            summary.counters["kernel_reasons"] = kernel
         if self.tcpdump is not None:
             why = _tcpdump_error(self.tcpdump)
             if why:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .analysis import FileReport
+from .kernel_reasons import agreement_line
 from .labels import HINTS, Confidence, Label, Sender, Verdict
 from .select import Groups
 from .tally import Tally, plausible
@@ -478,9 +479,26 @@ class TableSink:
             room = None if self.width is None else self.width - line.cell_len
             line.append(_cut(hint, room), style="dim")
             self._print(line)
+        self._kernel_reasons(end)
         if tally.impossible_ts:
             self._print(Text(f"{plural(tally.impossible_ts, 'RST')} with an impossible time "
                              "left out of the timeline", style="dim"))
+
+    def _kernel_reasons(self, end: End) -> None:
+        """How the kernel's reasons saved by `live -w --kernel-reasons` compared, as live
+        said it at its end."""
+        saved = [k for f in end.files if (k := f.get("kernel_reasons"))]
+        if not saved:
+            return
+        total = {key: sum(int(k[key]) for k in saved)
+                 for key in ("agree", "disagree", "no_opinion", "without_reason")}
+        line = agreement_line(total["agree"], total["disagree"], total["no_opinion"])
+        if total["without_reason"]:
+            line += f", {plural(total['without_reason'], 'RST')} saved without one"
+        self._print(Text(line))
+        for k in saved:
+            for disagreement in k["disagreements"]:
+                self._print(data_text(f"  {disagreement}", style="yellow"))
 
     def _groups(self) -> None:
         assert self.groups is not None
@@ -591,7 +609,7 @@ class Counted:
         return {key: d[key] for key in ("path", "format", "frames", "tcp_packets", "flows",
                                         "rsts", "copies", "skipped", "evicted_flows",
                                         "judged_early", "warnings", "complete", "first_ts",
-                                        "last_ts")}
+                                        "last_ts", "kernel_reasons") if key in d}
 
 
 def feed(sink: Sink, reports: Sequence[FileReport], errors: Sequence[tuple[str, str]] = (),

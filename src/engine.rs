@@ -17,6 +17,7 @@ use crate::capture::{CaptureError, CaptureReader, Format};
 use crate::decode::{is_supported_linktype, Decoder};
 use crate::flows::{FlowTracker, RstCase, MAX_FLOWS, MAX_WAITING};
 use crate::front::{Batch, Front};
+use crate::kernel_note::Note;
 use crate::records::{Packet, RawFrame, RST};
 use crate::rules::listeners::{Listeners, LISTENER_SECONDS};
 use crate::rules::{as_duplicate, classify, ACCEPT_BURST_SECONDS};
@@ -234,6 +235,10 @@ pub struct Analysis {
     reader_absorbed: bool,
     watch: Option<FlowKey>,
     watched: Vec<Packet>,
+    /// the last frame was a TCP RST (a live -w file reserves its comment)
+    last_rst: bool,
+    /// the kernel's reasons the capture saved, carried from the reader (`take_notes`)
+    notes: Vec<(u64, Note)>,
 }
 
 /// Both directions of a 4-tuple under one key.
@@ -275,6 +280,8 @@ impl Analysis {
             reader_absorbed: false,
             watch: None,
             watched: Vec::new(),
+            last_rst: false,
+            notes: Vec::new(),
         }
     }
 
@@ -330,6 +337,7 @@ impl Analysis {
         for pkt in batch.packets {
             self.accept(pkt);
         }
+        self.notes.extend(batch.notes);
         for linktype in batch.unsupported {
             self.check_linktype(linktype)?;
         }
@@ -345,8 +353,10 @@ impl Analysis {
     /// One frame through decode, tracking and judging.
     pub fn frame(&mut self, raw: &RawFrame<'_>) -> Result<(), CaptureError> {
         self.note_time(raw.ts);
+        self.last_rst = false;
         match self.front.decoder.decode(raw) {
             Some(pkt) => {
+                self.last_rst = pkt.flags & RST != 0;
                 self.accept(pkt);
                 Ok(())
             }
@@ -370,6 +380,17 @@ impl Analysis {
             self.watched.push(pkt.clone());
         }
         self.track(pkt);
+    }
+
+    /// The kernel's reasons read with the frames since the last call, by frame: those a
+    /// capture saved by `live -w --kernel-reasons` keeps (src/kernel_note.rs).
+    pub fn take_notes(&mut self) -> Vec<(u64, Note)> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Whether the last frame through `frame` was a TCP RST.
+    pub fn last_frame_rst(&self) -> bool {
+        self.last_rst
     }
 
     /// Keep every packet of the flow `key` (both directions) as it passes: `explain`'s ladder.

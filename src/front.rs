@@ -10,6 +10,7 @@ use std::io::Read;
 
 use crate::capture::{CaptureError, CaptureReader};
 use crate::decode::{is_supported_linktype, Decoder};
+use crate::kernel_note::Note;
 use crate::records::Packet;
 
 /// A batch of frames, decoded.
@@ -26,6 +27,8 @@ pub struct Batch {
     pub more: bool,
     /// reading failed after the frames of this batch
     pub error: Option<CaptureError>,
+    /// the kernel's reasons the capture saved in the comments of these frames
+    pub notes: Vec<(u64, Note)>,
 }
 
 /// Reads and decodes; owns the decoder's counters and the `-c` frame limit.
@@ -88,6 +91,7 @@ impl Front {
                 }
             }
         }
+        batch.notes = reader.take_notes();
         batch
     }
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod flows;
 pub mod front;
 pub mod jsonline;
+pub mod kernel_note;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod records;

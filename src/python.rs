@@ -19,8 +19,9 @@ use crate::communityid::community_id;
 use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
 use crate::jsonline::verdict_json;
+use crate::kernel_note::Note;
 use crate::records::{flag_string, Packet, RawFrame};
-use crate::runner::{panic_text, Polled, Prefetch, Runner, Span, Step};
+use crate::runner::{panic_text, Notes, Polled, Prefetch, Runner, Span, Step};
 use crate::verdict::{addr_text, Verdict};
 
 create_exception!(_core, EngineCaptureError, PyException);
@@ -301,6 +302,12 @@ struct Analysis {
     cancel: Arc<AtomicBool>,
     pending: Pending,
     broken: Option<String>,
+    /// the kernel's reasons saved in the capture's comments, by frame, whose verdicts are
+    /// not taken yet (see kernel_note.rs), and where the engine's thread leaves new ones
+    notes: std::collections::BTreeMap<u64, Note>,
+    inbox: Option<Notes>,
+    /// those of the verdicts `take` gave last: (frame, reason or "" for none matched)
+    reasons: Vec<(u64, String)>,
 }
 
 impl Analysis {
@@ -338,12 +345,44 @@ impl Analysis {
         let Reading::Running(runner) = std::mem::replace(&mut self.reading, Reading::Idle) else {
             return None;
         };
-        let (engine, reader, mut leftover) = runner.stop()?;
+        let (engine, mut reader, mut leftover) = runner.stop()?;
+        self.collect_notes();
+        self.inbox = None;
         self.engine = engine;
+        // any the thread read but had not handed over (a run stopped mid-way)
+        self.notes.extend(self.engine.take_notes());
+        self.notes.extend(reader.take_notes());
         self.bytes_read = reader.bytes_read();
         self.ready.append(&mut leftover);
         self.engine.absorb_reader(&reader);
         Some(reader)
+    }
+
+    /// The kernel's reasons the engine's thread has read so far.
+    fn collect_notes(&mut self) {
+        let Some(inbox) = &self.inbox else {
+            return;
+        };
+        if let Ok(mut notes) = inbox.lock() {
+            self.notes.extend(notes.drain(..));
+        }
+    }
+
+    /// The reasons of `verdicts` (final, in frame order), noted for `kernel_reasons`; those
+    /// of earlier frames without a verdict are dropped.
+    fn match_notes(&mut self, verdicts: &[Verdict]) {
+        self.reasons.clear();
+        if self.notes.is_empty() {
+            return;
+        }
+        for v in verdicts {
+            if let Some(note) = self.notes.remove(&v.frame) {
+                self.reasons.push((v.frame, note.text().to_string()));
+            }
+        }
+        if let Some(last) = verdicts.last() {
+            self.notes = self.notes.split_off(&last.frame.saturating_add(1));
+        }
     }
 
     fn raise(&self, py: Python<'_>, err: CaptureError) -> PyErr {
@@ -375,6 +414,9 @@ impl Analysis {
             cancel: Arc::default(),
             pending: Arc::new(Mutex::new(None)),
             broken: None,
+            notes: std::collections::BTreeMap::new(),
+            inbox: None,
+            reasons: Vec::new(),
         }
     }
 
@@ -422,6 +464,7 @@ impl Analysis {
             let engine = std::mem::replace(&mut self.engine, engine::Analysis::new(None));
             let runner = Runner::spawn(engine, reader, limit, self.cancel.clone())
                 .map_err(|err| EngineError::new_err(format!("cannot start the engine: {err}")))?;
+            self.inbox = Some(runner.notes());
             self.reading = Reading::Running(runner);
         }
         loop {
@@ -432,6 +475,7 @@ impl Analysis {
             self.bytes_read = runner.bytes_read();
             match step {
                 Step::Verdicts(mut verdicts, span) => {
+                    self.collect_notes();
                     self.ready.append(&mut verdicts);
                     self.span = span;
                     return Ok(true);
@@ -498,7 +542,15 @@ impl Analysis {
         if !matches!(self.reading, Reading::Running(_)) {
             verdicts.append(&mut guarded(|| self.engine.take()).unwrap_or_default());
         }
+        self.match_notes(&verdicts);
         verdict_list(py, &verdicts, json_file)
+    }
+
+    /// The kernel's reasons that a capture saved by `rstdiag live -w --kernel-reasons`
+    /// keeps for the verdicts the last `take` gave: (frame, "REASON in STATE"), or
+    /// (frame, "") for a RST saved with none matched. Empty for any other capture.
+    fn kernel_reasons(&self) -> Vec<(u64, String)> {
+        self.reasons.clone()
     }
 
     /// The RSTs still waiting for the packets after them, judged as they stand (those of
@@ -732,7 +784,7 @@ impl LiveSession {
     /// Map the ring of packet socket `fd` and start reading it.
     #[new]
     #[pyo3(signature = (fd, block_size, blocks, linktype, cooked, interface, *, max_flows=None,
-                        count=None, write=None, write_snaplen=262144))]
+                        count=None, write=None, write_snaplen=262144, keep_reasons=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fd: i32,
@@ -745,12 +797,17 @@ impl LiveSession {
         count: Option<u64>,
         write: Option<String>,
         write_snaplen: u32,
+        keep_reasons: bool,
     ) -> PyResult<Self> {
         use crate::live::pcapout::{io_text, PcapOut};
         let writer = match write {
             Some(path) => Some(
-                PcapOut::create(&path, linktype, write_snaplen)
-                    .map_err(|err| PyOSError::new_err(io_text(&err)))?,
+                if keep_reasons {
+                    PcapOut::create_pcapng(&path, linktype, write_snaplen, &interface)
+                } else {
+                    PcapOut::create(&path, linktype, write_snaplen)
+                }
+                .map_err(|err| PyOSError::new_err(io_text(&err)))?,
             ),
             None => None,
         };
@@ -784,6 +841,13 @@ impl LiveSession {
     fn stop(&mut self, py: Python<'_>) {
         let session = &mut self.session;
         py.detach(|| session.stop());
+    }
+
+    /// The kernel's reason `text` ("REASON in STATE") for the RST of frame `frame`, into
+    /// its comment in the -w file (pcapng, `keep_reasons`); whether it went in.
+    fn note_reason(&self, py: Python<'_>, frame: u64, text: &str) -> bool {
+        let session = &self.session;
+        py.detach(|| session.note(frame, text))
     }
 
     /// Write the -w file's waiting records (a failure stops the capture: see `status`).

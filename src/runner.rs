@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::capture::{CaptureError, CaptureReader};
 use crate::engine::Analysis;
 use crate::front::{Batch, Front};
+use crate::kernel_note::Note;
 use crate::verdict::Verdict;
 
 /// Batches in flight between the engine's thread and its consumer.
@@ -55,6 +56,11 @@ enum Message {
 
 type Outcome<R> = (Analysis, CaptureReader<R>);
 
+/// The kernel's reasons saved in a capture's comments (src/kernel_note.rs), by frame, as the
+/// engine's thread reads them: each batch's are in before its verdicts are sent, so a
+/// consumer that takes them after a batch of verdicts has those of every verdict so far.
+pub type Notes = Arc<Mutex<Vec<(u64, Note)>>>;
+
 /// The engine running a capture on its own thread.
 pub struct Runner<R: Read + Send + 'static> {
     // behind a lock only so that a Runner may be shared (a Python object must be Sync);
@@ -63,6 +69,7 @@ pub struct Runner<R: Read + Send + 'static> {
     handle: Option<JoinHandle<Outcome<R>>>,
     cancel: Arc<AtomicBool>,
     bytes: Arc<AtomicU64>,
+    notes: Notes,
 }
 
 impl<R: Read + Send + 'static> Runner<R> {
@@ -76,15 +83,23 @@ impl<R: Read + Send + 'static> Runner<R> {
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let bytes = Arc::new(AtomicU64::new(reader.bytes_read()));
-        let (stop, progress) = (cancel.clone(), bytes.clone());
+        let notes = Notes::default();
+        let (stop, progress, inbox) = (cancel.clone(), bytes.clone(), notes.clone());
         let handle = thread::Builder::new()
             .name("rstdiag-engine".to_string())
-            .spawn(move || run(analysis, reader, batch, &tx, &stop, &progress))?;
+            .spawn(move || {
+                let out = Out {
+                    tx: &tx,
+                    notes: &inbox,
+                };
+                run(analysis, reader, batch, &out, &stop, &progress)
+            })?;
         Ok(Runner {
             rx: Mutex::new(rx),
             handle: Some(handle),
             cancel,
             bytes,
+            notes,
         })
     }
 
@@ -105,6 +120,12 @@ impl<R: Read + Send + 'static> Runner<R> {
     /// Bytes the engine has taken from the capture so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Where the engine's thread leaves the kernel's reasons it reads (see `Notes`); after
+    /// `stop`, any it had not handed over yet are still in the analysis (`take_notes`).
+    pub fn notes(&self) -> Notes {
+        self.notes.clone()
     }
 
     /// Stop after the current batch (or take back a finished engine): the analysis, its
@@ -132,22 +153,28 @@ impl<R: Read + Send + 'static> Runner<R> {
     }
 }
 
+/// Where the engine's thread hands over what it makes: verdicts, and kernel reasons.
+struct Out<'a> {
+    tx: &'a SyncSender<Message>,
+    notes: &'a Notes,
+}
+
 fn run<R: Read + Send>(
     mut analysis: Analysis,
     mut reader: CaptureReader<R>,
     batch: usize,
-    tx: &SyncSender<Message>,
+    out: &Out<'_>,
     cancel: &AtomicBool,
     bytes: &AtomicU64,
 ) -> Outcome<R> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        drive(&mut analysis, &mut reader, batch, tx, cancel, bytes)
+        drive(&mut analysis, &mut reader, batch, out, cancel, bytes)
     }));
     let last = match outcome {
         Ok(result) => Message::End(result),
         Err(payload) => Message::Panic(panic_text(payload.as_ref())),
     };
-    let _ = tx.send(last); // the consumer may have gone: nothing left to tell
+    let _ = out.tx.send(last); // the consumer may have gone: nothing left to tell
     (analysis, reader)
 }
 
@@ -157,7 +184,7 @@ fn drive<R: Read + Send>(
     analysis: &mut Analysis,
     reader: &mut CaptureReader<R>,
     batch: usize,
-    tx: &SyncSender<Message>,
+    out: &Out<'_>,
     cancel: &AtomicBool,
     bytes: &AtomicU64,
 ) -> Result<(), CaptureError> {
@@ -173,7 +200,7 @@ fn drive<R: Read + Send>(
             });
         match decoding {
             Ok(handle) => {
-                let result = judge_all(analysis, &decoded, tx);
+                let result = judge_all(analysis, &decoded, out);
                 drop(decoded); // a front blocked on a full channel sees the engine gone
                 let _ = handle.join(); // its panics come over the channel as Decoded::Panic
                 Some(result)
@@ -184,7 +211,7 @@ fn drive<R: Read + Send>(
     analysis.put_front(front);
     match result {
         Some(result) => result,
-        None => sequential(analysis, reader, batch, tx, cancel, bytes),
+        None => sequential(analysis, reader, batch, out, cancel, bytes),
     }
 }
 
@@ -224,7 +251,7 @@ fn decode_all<R: Read>(
 fn judge_all(
     analysis: &mut Analysis,
     decoded: &Receiver<Decoded>,
-    tx: &SyncSender<Message>,
+    out: &Out<'_>,
 ) -> Result<(), CaptureError> {
     while let Ok(message) = decoded.recv() {
         let batch = match message {
@@ -233,7 +260,7 @@ fn judge_all(
             Decoded::Panic(message) => std::panic::resume_unwind(Box::new(message)),
         };
         let more = analysis.apply(batch)?;
-        if !send_verdicts(analysis, tx) {
+        if !send_verdicts(analysis, out) {
             return Ok(()); // the consumer is gone
         }
         if !more {
@@ -248,14 +275,14 @@ fn sequential<R: Read>(
     analysis: &mut Analysis,
     reader: &mut CaptureReader<R>,
     batch: usize,
-    tx: &SyncSender<Message>,
+    out: &Out<'_>,
     cancel: &AtomicBool,
     bytes: &AtomicU64,
 ) -> Result<(), CaptureError> {
     loop {
         let more = analysis.read(reader, batch)?;
         bytes.store(reader.bytes_read(), Ordering::Relaxed);
-        if !send_verdicts(analysis, tx) {
+        if !send_verdicts(analysis, out) {
             return Ok(());
         }
         if !more || cancel.load(Ordering::Relaxed) {
@@ -264,9 +291,16 @@ fn sequential<R: Read>(
     }
 }
 
-/// The verdicts that are final, in batches of at most VERDICTS_PER_BATCH; false if the
-/// consumer is gone.
-fn send_verdicts(analysis: &mut Analysis, tx: &SyncSender<Message>) -> bool {
+/// The verdicts that are final, in batches of at most VERDICTS_PER_BATCH, after the kernel's
+/// reasons read with them; false if the consumer is gone.
+fn send_verdicts(analysis: &mut Analysis, out: &Out<'_>) -> bool {
+    let mut notes = analysis.take_notes();
+    if !notes.is_empty() {
+        if let Ok(mut inbox) = out.notes.lock() {
+            inbox.append(&mut notes);
+        }
+    }
+    let tx = out.tx;
     let mut verdicts = analysis.take();
     let summary = analysis.summary();
     let span = Span {

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -526,26 +527,66 @@ def _flag_letters(bits: int) -> str:
     return out + "." if bits & 16 else out or "none"
 
 
+def _records(data: bytes) -> Iterator[tuple[float, bytes]]:
+    """(time, bytes) of each packet of a classic pcap, or of a pcapng of one little- or
+    big-endian section (as `rstdiag live -w --kernel-reasons` writes it) whose interfaces
+    are Ethernet."""
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        endian = "<" if data[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+        units: list[float] = []
+        pos = 0
+        while pos + 12 <= len(data):
+            btype, length = struct.unpack(endian + "II", data[pos:pos + 8])
+            body = data[pos + 8:pos + length - 4]
+            if btype == 1:
+                linktype = struct.unpack(endian + "H", body[:2])[0]
+                if linktype != 1:
+                    raise ValueError(f"link type {linktype}, expected Ethernet")
+                units.append(_ticks_per_second(body[8:], endian))
+            elif btype == 6:
+                iface, high, low, caplen = struct.unpack(endian + "IIII", body[:16])
+                yield ((high << 32 | low) / units[iface], body[20:20 + caplen])
+            pos += length
+        return
+    endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+              b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}[data[:4]]
+    nano = data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    if linktype != 1:
+        raise ValueError(f"link type {linktype}, expected Ethernet")
+    pos = 24
+    while pos + 16 <= len(data):
+        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[pos:pos + 16])
+        yield sec + frac / (1e9 if nano else 1e6), data[pos + 16:pos + 16 + caplen]
+        pos += 16 + caplen
+
+
+def _ticks_per_second(options: bytes, endian: str) -> float:
+    """An interface's timestamp units, from its if_tsresol option (code 9; default µs)."""
+    pos = 0
+    while pos + 4 <= len(options):
+        code, size = struct.unpack(endian + "HH", options[pos:pos + 4])
+        if code == 0:
+            break
+        if code == 9 and size == 1:
+            res = options[pos + 4]
+            return float(2 ** (res & 0x7F) if res & 0x80 else 10 ** res)
+        pos += 4 + (size + 3) // 4 * 4
+    return 1e6
+
+
 def read_segments(path: Path) -> list[Segment]:
-    """The TCP segments of a classic pcap file written by tcpdump on a veth (Ethernet)."""
+    """The TCP segments of a capture written by tcpdump (classic pcap) or `rstdiag live -w`
+    (pcap, or pcapng) on a veth (Ethernet)."""
     data = Path(path).read_bytes()
     if len(data) < 24:
         return []
-    magic = data[:4]
-    endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
-              b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}[magic]
-    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    linktype = struct.unpack(endian + "I", data[20:24])[0]
-    if linktype != 1:
-        raise ValueError(f"{path}: link type {linktype}, expected Ethernet")
     out: list[Segment] = []
-    pos, frame = 24, 0
-    while pos + 16 <= len(data):
-        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[pos:pos + 16])
-        pkt = data[pos + 16:pos + 16 + caplen]
-        pos += 16 + caplen
-        frame += 1
-        ts = sec + frac / (1e9 if nano else 1e6)
+    try:
+        records = list(_records(data))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    for frame, (ts, pkt) in enumerate(records, start=1):
         ethertype = struct.unpack("!H", pkt[12:14])[0]
         ip = pkt[14:]
         if ethertype == 0x0800:

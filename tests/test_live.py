@@ -11,6 +11,7 @@ otherwise); the kernel-reason checks also need tracefs with tcp:tcp_send_reset.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -388,25 +389,26 @@ class LiveRun:
         return latest(self.objects)
 
 
-# name -> how rstdiag live runs: stop by SIGINT unless a duration is given
+# name -> how rstdiag live runs: stop by SIGINT (or "signal") unless a duration is given; the
+# five scenarios of issue 13 save their packets (-w: pcapng with the kernel's reasons)
 PLAN: dict[str, dict[str, object]] = {
     "closed-port-v4": {"duration": 5.0},
     "closed-port-v6": {},
     "linger-abort": {"write": True},
-    "data-after-close": {},
+    "data-after-close": {"write": True, "signal": signal.SIGTERM},
     "half-open": {},
-    "accept-overflow": {},
-    "unread-data": {},
+    "accept-overflow": {"write": True},
+    "unread-data": {"write": True},
     "follow-up": {},
-    "keepalive-timeout": {},
+    "keepalive-timeout": {"write": True},
     "injected": {},
     "client-abort-probe": {"format": "table", "write": True},
 }
 
 
 def run_live_scenario(name: str, outdir: Path, *, kernel: bool, duration: float | None = None,
-                      write: bool = False, fmt: str = "jsonl",
-                      extra: tuple[str, ...] = ()) -> LiveRun:
+                      write: bool = False, fmt: str = "jsonl", extra: tuple[str, ...] = (),
+                      stop: signal.Signals = signal.SIGINT) -> LiveRun:
     sc = SCENARIOS[name]
     started = time.monotonic()
     with Lab(name) as lab:
@@ -433,7 +435,7 @@ def run_live_scenario(name: str, outdir: Path, *, kernel: bool, duration: float 
             status = live.wait(duration + 20)
         else:
             time.sleep(0.3)
-            live.popen.send_signal(signal.SIGINT)
+            live.popen.send_signal(stop)
             status = live.wait(20)
         with contextlib.suppress(LabError):  # until the pump has read everything
             while True:
@@ -452,7 +454,8 @@ def run_with_retry(name: str, outdir: Path, kernel: bool) -> LiveRun:
             return run_live_scenario(name, outdir, kernel=kernel,
                                      duration=plan.get("duration"),  # type: ignore[arg-type]
                                      write=bool(plan.get("write")),
-                                     fmt=str(plan.get("format", "jsonl")))
+                                     fmt=str(plan.get("format", "jsonl")),
+                                     stop=plan.get("signal", signal.SIGINT))  # type: ignore
         except LabError:
             if attempt == 2:
                 raise
@@ -576,6 +579,88 @@ def test_live_labels_each_rst_this_host_sends_as_the_kernels_reason_says(
     assert decided, live_runs[name].verdicts
     assert {v["label"] for v in decided} == {label}
     assert {v["confidence"] for v in decided} == {"high"}
+
+
+# issue 13's five: the kernel's reason for the scenario's own RST, and the label it selects
+SAVED = {name: KERNEL_LABEL[name] for name in ("linger-abort", "unread-data",
+                                               "data-after-close", "keepalive-timeout",
+                                               "accept-overflow")}
+# what `read` of the -w file must give as live gave it, for every RST
+SAME = ("label", "confidence", "sender", "kernel_reason", "alternatives", "src", "sport",
+        "dst", "dport", "flags", "duplicate_of")
+
+
+def _saved_run(live_runs: LiveRuns, name: str) -> LiveRun:
+    if not live_runs.kernel:
+        pytest.skip(f"tcp:tcp_send_reset not readable: {tracing_unavailable()}")
+    r = live_runs[name]
+    assert r.write is not None and r.status == 130, r.stderr
+    return r
+
+
+@netns
+@pytest.mark.parametrize("name", sorted(SAVED))
+def test_read_of_the_w_file_gives_the_kernel_confirmed_verdicts_that_live_gave(
+        live_runs: LiveRuns, name: str) -> None:
+    r = _saved_run(live_runs, name)
+    out = cli("read", "--format", "json", str(r.write))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    read = {v["frame"]: v for v in doc["rsts"]}
+    assert {f: {k: v.get(k) for k in SAME} for f, v in read.items()} == \
+        {f: {k: v.get(k) for k in SAME} for f, v in r.verdicts.items()}
+    reason, label = SAVED[name]
+    decided = [v for v in read.values() if str(v.get("kernel_reason", "")).split()[0] == reason]
+    assert decided and {v["label"] for v in decided} == {label}
+    assert all(v["confidence"] == "high" and f"kernel's reason {v['kernel_reason']}" in
+               v["evidence"] for v in decided)
+    [entry] = doc["files"]
+    assert entry["format"] == "pcapng"
+    assert entry["kernel_reasons"] == r.summary["kernel_reasons"]
+
+
+@netns
+@pytest.mark.parametrize("name", sorted(SAVED))
+def test_wireshark_shows_each_rsts_kernel_reason_as_its_packet_comment(
+        live_runs: LiveRuns, name: str) -> None:
+    if not shutil.which("tshark"):
+        pytest.skip("needs tshark")
+    r = _saved_run(live_runs, name)
+    out = subprocess.run(["tshark", "-r", str(r.write), "-Y", "frame.comment", "-T", "fields",
+                          "-e", "frame.number", "-e", "frame.comment"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    comments = {int(n): text.rstrip() for n, text in
+                (line.split("\t", 1) for line in out.stdout.splitlines())}
+    rsts = {s.frame for s in read_segments(r.write) if s.rst}
+    assert set(comments) == rsts  # every RST, and only RSTs
+    none = "rstdiag kernel reason: none (no tcp_send_reset event matched this RST)"
+    assert comments == {f: f"rstdiag kernel reason: {v['kernel_reason']}"
+                        if "kernel_reason" in v else none for f, v in r.verdicts.items()}
+
+
+@netns
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
+def test_every_read_format_of_the_w_file_gives_the_kernels_label(live_runs: LiveRuns,
+                                                                 fmt: str) -> None:
+    r = _saved_run(live_runs, "unread-data")
+    reason, label = SAVED["unread-data"]
+    out = cli("read", "--format", fmt, str(r.write))
+    assert out.returncode == 0, out.stderr
+    live = next(v for v in r.verdicts.values()
+                if str(v.get("kernel_reason", "")).startswith(reason))
+    if fmt == "table":
+        k = r.summary["kernel_reasons"]
+        assert isinstance(k, dict)
+        assert f"kernel reasons: {k['agree']} agree, 0 disagree" in out.stdout
+        assert label in out.stdout
+        return
+    rows = [json.loads(line) for line in out.stdout.splitlines()] if fmt == "jsonl" else \
+        list(csv.DictReader(io.StringIO(out.stdout)))
+    row = next(v for v in rows if int(v["frame"]) == live["frame"])
+    assert (row["label"], row["confidence"], row["evidence"]) == (
+        label, "high", live["evidence"])
+    assert f"kernel's reason {live['kernel_reason']}" in row["evidence"]
 
 
 def _verdict(d: dict[str, object]):  # type: ignore[no-untyped-def]

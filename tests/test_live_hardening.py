@@ -108,8 +108,11 @@ while time.monotonic() < deadline:
 """
 
 
+@pytest.mark.parametrize("reasons", [False, True], ids=["pcap", "pcapng-kernel-reasons"])
 def test_a_full_disk_under_w_stops_with_one_error_line_the_summary_and_a_readable_file(
-        requires_netns: None, tmp_path: Path) -> None:
+        requires_netns: None, tmp_path: Path, reasons: bool) -> None:
+    if reasons and tracing_unavailable():
+        pytest.skip(f"--kernel-reasons: {tracing_unavailable()}")
     mnt = tmp_path / "full"
     mnt.mkdir()
     out = tmp_path / "copy.pcap"
@@ -124,7 +127,8 @@ def test_a_full_disk_under_w_stops_with_one_error_line_the_summary_and_a_readabl
                 ["unshare", "--mount", "--propagation", "private", sys.executable, "-c",
                  FILL_AND_RUN, str(mnt), str(out), "ip", "netns", "exec", ns, *RSTDIAG, "live",
                  "-i", "lo", "-w", str(mnt / "full.pcap"), "--format", "jsonl",
-                 "--duration", "20"], capture_output=True, text=True, timeout=60)
+                 "--duration", "20", *(["--kernel-reasons"] if reasons else [])],
+                capture_output=True, text=True, timeout=60)
         finally:
             traffic.wait(30)
     finally:
@@ -139,6 +143,7 @@ def test_a_full_disk_under_w_stops_with_one_error_line_the_summary_and_a_readabl
     assert summary["stopped"] == "write-error" and summary["packets"] > 0
     report = analyze_file(str(out))  # cut back to its last whole packet
     assert report.complete and not report.warnings and 0 < report.frames <= summary["packets"]
+    assert report.format == ("pcapng" if reasons else "pcap")
 
 
 def _status_fields(pid: int) -> dict[str, str]:

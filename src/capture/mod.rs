@@ -21,12 +21,15 @@ mod pcapng;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
+mod note_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::io::{ErrorKind, Read};
 use std::ops::Range;
 
+use crate::kernel_note::Note;
 use crate::records::RawFrame;
 use pcap::Pcap;
 use pcapng::Section;
@@ -101,6 +104,9 @@ struct Tally {
     // kinds of warning given once per file
     warned_interface: bool,
     warned_option: bool,
+    /// the kernel's reasons rstdiag saved in packet comments (pcapng), by frame, not
+    /// taken yet
+    notes: Vec<(u64, Note)>,
 }
 
 #[derive(Debug)]
@@ -323,6 +329,12 @@ impl<R: Read> CaptureReader<R> {
     /// Bytes taken from the source so far.
     pub fn bytes_read(&self) -> u64 {
         self.input.bytes_read
+    }
+
+    /// The kernel's reasons saved by `rstdiag live -w --kernel-reasons` in the comments of
+    /// the frames read since the last call, by frame number (src/kernel_note.rs).
+    pub fn take_notes(&mut self) -> Vec<(u64, Note)> {
+        std::mem::take(&mut self.tally.notes)
     }
 
     /// Packet records numbered but not yielded (on an undeclared pcapng interface).

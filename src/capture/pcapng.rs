@@ -2,6 +2,7 @@
 
 use super::clock::{timestamp, Units};
 use super::{Parsed, Tally};
+use crate::kernel_note::{self, Note};
 
 // Block types (the SHB type reads the same in both byte orders)
 pub(super) const SHB: u32 = 0x0A0D_0D0A;
@@ -12,6 +13,7 @@ const SPB: u32 = 3;
 const EPB: u32 = 6;
 pub(super) const SHB_MIN_LEN: u32 = 28;
 const EPB_MIN_LEN: u32 = 32;
+const EPB_HEAD: usize = 28; // type, length, interface, timestamp, lengths: then the data
 pub(super) const HEAD_LEN: usize = 12; // block type, length, and an SHB's byte-order magic
 const MAX_BLOCK_LEN: u32 = 16 << 20; // longer blocks are corruption, not packets
 /// per section; the obsolete Packet Block can only name 65536
@@ -20,6 +22,8 @@ const MAGIC_BE: [u8; 4] = [0x1a, 0x2b, 0x3c, 0x4d];
 const MAGIC_LE: [u8; 4] = [0x4d, 0x3c, 0x2b, 0x1a];
 // Interface Description Block options this reader uses
 const OPT_ENDOFOPT: u16 = 0;
+// and packet block options
+const OPT_COMMENT: u16 = 1;
 const IF_TSRESOL: u16 = 9;
 const IF_TSOFFSET: u16 = 14;
 
@@ -126,6 +130,10 @@ impl Section {
         let ticks = u64::from(order.u32(head, 12)?) << 32 | u64::from(order.u32(head, 16)?);
         let wirelen = order.u32(head, 24)?;
         tally.frame += 1;
+        let options = EPB_HEAD + (caplen as usize).next_multiple_of(4);
+        if let Some(block) = avail.get(..stop).filter(|_| options + 4 < stop) {
+            tally.note(order, block, options);
+        }
         Some(Parsed::Frame {
             consumed: stop,
             data: 28..28 + caplen as usize,
@@ -200,6 +208,10 @@ impl Section {
             }
             return Parsed::Skip(block.len());
         };
+        if btype != SPB {
+            let options = fields.start + (fields.caplen as usize).next_multiple_of(4);
+            tally.note(self.order, block, options);
+        }
         Parsed::Frame {
             consumed: block.len(),
             data: fields.start..stop as usize,
@@ -232,6 +244,40 @@ impl Section {
         self.interfaces.push(interface);
         Parsed::Skip(block.len())
     }
+}
+
+impl Tally {
+    /// The kernel's reason that rstdiag saved in a comment of the packet block `block`
+    /// (options from `at`), noted for its frame; any other option is passed over.
+    fn note(&mut self, order: Order, block: &[u8], at: usize) {
+        if let Some(note) = kernel_note_of(order, block, at) {
+            self.notes.push((self.frame, note));
+        }
+    }
+}
+
+/// rstdiag's kernel-reason comment among the options of a whole packet block, from `at` to
+/// the block's trailing length. A malformed option ends the search (the packet stands).
+fn kernel_note_of(order: Order, block: &[u8], at: usize) -> Option<Note> {
+    let end = block.len().checked_sub(4)?;
+    let mut opt = at;
+    while opt + 4 <= end {
+        let code = order.u16(block, opt)?;
+        let size = usize::from(order.u16(block, opt + 2)?);
+        if code == OPT_ENDOFOPT || opt + 4 + size > end {
+            return None;
+        }
+        if code == OPT_COMMENT {
+            if let Some(note) = block
+                .get(opt + 4..opt + 4 + size)
+                .and_then(kernel_note::of_comment)
+            {
+                return Some(note);
+            }
+        }
+        opt += 4 + size.next_multiple_of(4);
+    }
+    None
 }
 
 /// Why a section cannot be read, from its header's version: the specification has readers

@@ -160,6 +160,16 @@ impl Session {
         }
     }
 
+    /// The kernel's reason `text` for the RST of frame `frame`, into the -w file's comment
+    /// of it (a pcapng file); whether it went in.
+    pub fn note(&self, frame: u64, text: &str) -> bool {
+        let mut state = self.state();
+        state
+            .writer
+            .as_mut()
+            .is_some_and(|writer| writer.note(frame, text))
+    }
+
     /// Wait up to `timeout` for the thread to stop; whether it has.
     pub fn wait(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
@@ -230,12 +240,6 @@ fn read_ring(ring: &mut Ring, settings: &Settings, shared: &Shared) -> Stopped {
             if ts > st.last_ts {
                 st.last_ts = ts;
             }
-            if let Some(writer) = st.writer.as_mut() {
-                writer.write(pkt.sec, pkt.nsec, prefix, pkt.data, wirelen);
-                if let Some(err) = writer.error() {
-                    done = Some(Stopped::WriteError(err.to_string()));
-                }
-            }
             let data = if prefix.is_empty() {
                 pkt.data
             } else {
@@ -253,6 +257,18 @@ fn read_ring(ring: &mut Ring, settings: &Settings, shared: &Shared) -> Stopped {
             };
             // a live link type is always one the engine reads: no error to report
             let _ = st.engine.frame(&raw);
+            // written after the engine saw it: a RST's block gets the comment that its
+            // kernel reason fills later (`Session::note`)
+            if let Some(writer) = st.writer.as_mut() {
+                if st.engine.last_frame_rst() {
+                    writer.write_rst(pkt.sec, pkt.nsec, prefix, pkt.data, wirelen);
+                } else {
+                    writer.write(pkt.sec, pkt.nsec, prefix, pkt.data, wirelen);
+                }
+                if let Some(err) = writer.error() {
+                    done = Some(Stopped::WriteError(err.to_string()));
+                }
+            }
             if settings.count.is_some_and(|count| st.frames >= count) {
                 done = Some(Stopped::Count);
             }
