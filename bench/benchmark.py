@@ -12,7 +12,9 @@ run. It prints Markdown tables for BENCHMARKS.md:
 
 - the 2M capture as classic pcap, as pcapng (editcap), with a snaplen of 96, and piped to
   `rstdiag read -` by cat: rstdiag against tcptrace -n and tcpdump -r FILE -w /dev/null;
-- scaling from 0.5M to 8M packets (time per million packets and peak RSS);
+- scaling from 0.5M to 8M packets, with flows in proportion (one per 40 packets, as the 2M
+  capture's 50,000), so that every size has the same mix: time and CPU per million packets,
+  peak RSS;
 - `rstdiag explain` of frame 1,999,000 and `rstdiag read pcaps/sample.pcapng`;
 - rstdiag's labels against the generator's summary.
 """
@@ -33,10 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT.parent / "shared" / "tools" / "gen_bigpcap.py"
 GNU_TIME = "/usr/bin/time"
 SCALING = (500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)
+PACKETS_PER_FLOW = 40  # the generator's default: 50,000 flows in 2M packets
 EXPLAIN_FRAME = 1_999_000
 
 
-def generate(path: Path, packets: int, snaplen: int = 0) -> dict[str, object]:
+def generate(path: Path, packets: int, snaplen: int = 0, flows: int | None = None
+             ) -> dict[str, object]:
     summary = path.with_suffix(".summary.json")
     if not path.exists() or not summary.exists():
         print(f"generating {path} ({packets} packets) ...", file=sys.stderr)
@@ -44,6 +48,8 @@ def generate(path: Path, packets: int, snaplen: int = 0) -> dict[str, object]:
                "--summary", str(summary)]
         if snaplen:
             cmd += ["--snaplen", str(snaplen)]
+        if flows:
+            cmd += ["--flows", str(flows)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(summary.read_text())
 
@@ -170,11 +176,11 @@ def main() -> None:
     scaling = []
     if not args.quick:
         for packets in SCALING:
-            path = args.dir / f"bench-{packets}.pcap"
-            generate(path, packets)
+            path = args.dir / f"bench-scale-{packets}.pcap"
+            made = generate(path, packets, flows=packets // PACKETS_PER_FLOW)
             warm(path)
             mine = bench.run("rstdiag", [bench.rstdiag, "read", "--format", "json", str(path)])
-            scaling.append((packets, path.stat().st_size / 1e6, mine))
+            scaling.append((packets, path.stat().st_size / 1e6, mine, made["rst_packets"]))
             if packets > 2_000_000:
                 path.unlink()  # 3-6 GB each: not kept between runs
 
@@ -197,12 +203,15 @@ def main() -> None:
         print(f"\ntshark -Y tcp.flags.reset==1 on the 2M pcap: {secs(tshark)} s, "
               f"{float(tshark['rss_mb']):.0f} MB")  # type: ignore[arg-type]
     if scaling:
-        print("\n| packets | MB | rstdiag s | s per million packets | peak RSS MB |")
-        print("|---:|---:|---:|---:|---:|")
-        for packets, size, mine in scaling:
+        print("\n| packets | flows | RSTs | MB | rstdiag s | CPU s | s per million packets | "
+              "CPU s per million packets | peak RSS MB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for packets, size, mine, rsts in scaling:
             if mine:
-                print(f"| {packets:,} | {size:.0f} | {secs(mine)} | "
+                print(f"| {packets:,} | {packets // PACKETS_PER_FLOW:,} | {rsts:,} | "
+                      f"{size:.0f} | {secs(mine)} | {secs(mine, 'cpu')} | "
                       f"{float(mine['seconds']) / packets * 1e6:.2f} | "  # type: ignore[arg-type]
+                      f"{float(mine['cpu']) / packets * 1e6:.2f} | "  # type: ignore[arg-type]
                       f"{float(mine['rss_mb']):.0f} |")  # type: ignore[arg-type]
     print(f"\nrstdiag explain --frame {EXPLAIN_FRAME} (2M pcap): {secs(explain)} s, "
           f"{float(explain['rss_mb']) if explain else 0:.0f} MB")  # type: ignore[arg-type]

@@ -83,11 +83,12 @@ def verdict_of(record: VerdictTuple, path: str) -> Verdict:
     (frame, ts, src, sport, dst, dport, flags, client, cport, server, sport_, sender, label,
      confidence, evidence, duplicate_of, alternatives, effect, story_hint, flow_id,
      json_line) = record
+    # positional, and no generator for the usual empty alternatives: this runs once per RST
     verdict = Verdict(frame, ts, src, sport, dst, dport, flags, Endpoint(client, cport),
                       Endpoint(server, sport_), _SENDERS[sender], _LABELS[label],
-                      _CONFIDENCES[confidence], evidence, path, duplicate_of,
-                      alternatives=tuple(_LABELS[a] for a in alternatives),
-                      effect=_EFFECTS[effect], story_hint=story_hint, community_id=flow_id)
+                      _CONFIDENCES[confidence], evidence, path, duplicate_of, None,
+                      tuple(_LABELS[a] for a in alternatives) if alternatives else (),
+                      _EFFECTS[effect], story_hint, flow_id)
     if json_line is not None:
         verdict.keep_json(json_line)
     return verdict
