@@ -42,6 +42,10 @@ class Analysis:
         """The verdicts that became final, in frame order; each is returned once. With
         `json_file`, each with its JSON line (json.dumps(verdict.to_dict()) to the character),
         that file in its "file" key."""
+    def take_lines(self, json_file: str) -> tuple[str, list[tuple[str, int, int]]] | None:
+        """`take` as JSON lines only: the lines ("\\n" between them) and (label, distinct,
+        copies) counts; None, taking nothing, while kernel reasons saved in the capture wait
+        for their verdicts (`take` gives those)."""
     def kernel_reasons(self) -> list[tuple[int, str]]:
         """The kernel's reasons that a capture saved by `rstdiag live -w --kernel-reasons`
         keeps (pcapng packet comments) for the verdicts the last `take` gave: (frame,

@@ -231,7 +231,9 @@ def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool 
     from .render import CsvSink, JsonlSink, JsonSink, TableSink
     from .select import Groups
 
-    options = replace(options or ReadOptions(), json_lines=fmt in ("json", "jsonl"))
+    machine = fmt in ("json", "jsonl")
+    options = replace(options or ReadOptions(), json_lines=machine,
+                      whole_lines=machine and by is None)
     groups = Groups(by) if by is not None else None
 
     def sink_for(out: TextIO, width: int | None, use_color: bool) -> Sink:

@@ -48,6 +48,11 @@ class FileSummary:
         else:
             self.copies += 1
 
+    def count_lines(self, lines: Lines) -> None:
+        for _, distinct, copies in lines.counts:
+            self.rsts += distinct
+            self.copies += copies
+
     def get(self, key: str, default: Any = None) -> Any:
         return self.counters.get(key, default)
 
@@ -92,6 +97,20 @@ class ReadOptions:
     selection: Selection = field(default_factory=Selection)
     # the output writes each verdict's JSON line: the engine spells it (Verdict.to_json)
     json_lines: bool = False
+    # ... and needs nothing else of a verdict: with no selection, the reader yields whole
+    # batches of lines (Lines), no Verdict object at all
+    whole_lines: bool = False
+
+
+@dataclass(slots=True)
+class Lines:
+    """A batch of verdicts as the engine wrote them: their JSON lines, "\\n" between them
+    (json.dumps(verdict.to_dict()) each), and how many of each label are distinct RSTs and
+    identical copies (label, distinct, copies). `read --format json|jsonl` writes these as
+    they are."""
+
+    text: str
+    counts: list[tuple[str, int, int]]
 
 
 class Interrupts:
@@ -138,7 +157,8 @@ class _Waiting:
 
 
 class Reader:
-    """The verdicts of `files`, in order, as they become final. After the iteration:
+    """The verdicts of `files`, in order, as they become final (with `whole_lines`, batches
+    of them as Lines where no selection is to be made). After the iteration:
     `files` (a FileSummary per capture read), `errors` ((path, message) per capture that
     could not be read), `interrupted`. Warnings and errors go to `env`'s stderr as each
     file ends."""
@@ -156,7 +176,7 @@ class Reader:
         self.interrupted = False
         self.packets_left = options.count
 
-    def __iter__(self) -> Iterator[Verdict]:
+    def __iter__(self) -> Iterator[Verdict | Lines]:
         workers = min(self.options.jobs or os.cpu_count() or 1, len(self.paths))
         if workers > 1 and "-" not in self.paths and self.options.count is None:
             yield from self._parallel(workers)
@@ -168,7 +188,7 @@ class Reader:
 
     # --- one file at a time, in this thread -------------------------------------------------
 
-    def _one(self, path: str) -> Iterator[Verdict]:
+    def _one(self, path: str) -> Iterator[Verdict | Lines]:
         summary = FileSummary(path)
         try:
             run = _FileRun(path, self.options, self.packets_left)
@@ -196,7 +216,7 @@ class Reader:
         self._ended(summary)
 
     def _batches(self, run: _FileRun, summary: FileSummary,
-                 tick: Callable[[int], None] | None) -> Iterator[Verdict]:
+                 tick: Callable[[int], None] | None) -> Iterator[Verdict | Lines]:
         while True:
             with self.interrupts.wait():
                 more = run.read(BATCH)
@@ -223,7 +243,7 @@ class Reader:
 
     # --- several files at once, on engine threads -------------------------------------------
 
-    def _parallel(self, workers: int) -> Iterator[Verdict]:
+    def _parallel(self, workers: int) -> Iterator[Verdict | Lines]:
         cancel = threading.Event()
         queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_BATCHES) for _ in self.paths]
         started = 0
@@ -318,6 +338,7 @@ class _FileRun:
         self.path = path
         self.selection = options.selection
         self.json_file = path if options.json_lines else None
+        self.whole_lines = options.whole_lines and options.selection.everything
         self.core = _core.Analysis(options.max_flows)
         self.reasons = SavedReasons()  # the kernel's, where `live -w` saved them
         self.start: float | None = None
@@ -375,7 +396,13 @@ class _FileRun:
         verdicts = [verdict_of(r, self.path) for r in self.core.take(self.json_file)]
         return self.reasons.apply(verdicts, self.core.kernel_reasons())
 
-    def take(self, summary: FileSummary) -> Iterator[Verdict]:
+    def take(self, summary: FileSummary) -> Iterator[Verdict | Lines]:
+        if self.whole_lines:
+            taken = self.core.take_lines(self.path)
+            if taken is not None:  # else kernel reasons saved in the capture wait: verdicts
+                lines = Lines(*taken)
+                summary.count_lines(lines)
+                return iter((lines,) if lines.text else ())
         return self.keep(summary, self._taken())
 
     def keep(self, summary: FileSummary, verdicts: list[Verdict]) -> Iterator[Verdict]:
@@ -384,7 +411,7 @@ class _FileRun:
             if self.selection.matches(v, self.start):
                 yield v
 
-    def finish(self, summary: FileSummary, complete: bool) -> Iterator[Verdict]:
+    def finish(self, summary: FileSummary, complete: bool) -> Iterator[Verdict | Lines]:
         try:
             self.core.finish(complete)
         except _core.EngineError as exc:

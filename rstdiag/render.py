@@ -26,6 +26,7 @@ from rich.text import Text
 from .analysis import FileReport
 from .kernel_reasons import agreement_line
 from .labels import HINTS, Confidence, Label, Sender, Verdict
+from .reading import Lines
 from .select import Groups
 from .tally import Tally, plausible
 from .textsafe import data_text, visible
@@ -86,7 +87,8 @@ class End:
 
 
 class Sink(Protocol):
-    def add(self, v: Verdict) -> None: ...
+    # Lines only reach the JSON and JSONL sinks (ReadOptions.whole_lines)
+    def add(self, v: Verdict | Lines) -> None: ...
     def close(self, end: End) -> None: ...
 
 
@@ -99,8 +101,10 @@ class JsonlSink:
         self.out = out
         self.extra = extra  # verdict -> dict of more fields (check's outcome), or None
 
-    def add(self, v: Verdict) -> None:
-        if self.extra is None:
+    def add(self, v: Verdict | Lines) -> None:
+        if isinstance(v, Lines):  # the engine's lines as they are
+            self.out.write(v.text + "\n")
+        elif self.extra is None:
             self.out.write(v.to_json() + "\n")
         else:
             self.out.write(json.dumps({**v.to_dict(), **self.extra(v)}) + "\n")
@@ -156,13 +160,18 @@ class JsonSink:
             self.started = True
             self.out.write('{\n  "version": ' + str(SCHEMA_VERSION) + ',\n  "rsts": [')
 
-    def add(self, v: Verdict) -> None:
+    def add(self, v: Verdict | Lines) -> None:
         self._start()
+        lead = "\n    " if self.empty else ",\n    "
+        self.empty = False
+        if isinstance(v, Lines):  # the engine's lines (no newline inside a JSON line)
+            self.tally.add_counts(v.counts)
+            self.out.write(lead + v.text.replace("\n", ",\n    "))
+            return
         self.tally.add(v)
         if self.groups is not None:
             self.groups.add(v)
-        self.out.write(("\n    " if self.empty else ",\n    ") + v.to_json())
-        self.empty = False
+        self.out.write(lead + v.to_json())
 
     def close(self, end: End) -> None:
         self._start()

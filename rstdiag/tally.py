@@ -44,6 +44,13 @@ class Tally:
         else:
             self.impossible_ts += 1
 
+    def add_counts(self, counts: list[tuple[str, int, int]]) -> None:
+        """A batch's (label, distinct, copies) counts, without its verdicts (Lines): the
+        output they go to has no timeline, so they add no points."""
+        for label, distinct, copies in counts:
+            self.distinct[Label(label)] += distinct
+            self.copies[Label(label)] += copies
+
     @property
     def rsts(self) -> int:
         return self.distinct.total()

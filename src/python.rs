@@ -193,6 +193,38 @@ fn verdict_list<'py>(
     PyList::new(py, items)
 }
 
+/// (label, distinct RSTs, identical copies)
+type LabelCount = (&'static str, u64, u64);
+
+/// The verdicts' JSON lines, "\n" between them, and their counts by label.
+fn json_lines(verdicts: &[Verdict], json_file: &str) -> (String, Vec<LabelCount>) {
+    let mut text = String::with_capacity(verdicts.len() * 640);
+    let mut counts: Vec<LabelCount> = Vec::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        let flow_id = community_id(v.src, v.sport, v.dst, v.dport, 0);
+        text.push_str(&verdict_json(v, json_file, &flow_id));
+        let label = v.label.as_str();
+        let at = match counts.iter().position(|(l, _, _)| *l == label) {
+            Some(at) => at,
+            None => {
+                counts.push((label, 0, 0));
+                counts.len() - 1
+            }
+        };
+        if let Some(count) = counts.get_mut(at) {
+            if v.duplicate_of.is_some() {
+                count.2 += 1;
+            } else {
+                count.1 += 1;
+            }
+        }
+    }
+    (text, counts)
+}
+
 fn packed(addr: IpAddr) -> Vec<u8> {
     match addr {
         IpAddr::V4(a) => a.octets().to_vec(),
@@ -544,6 +576,24 @@ impl Analysis {
         }
         self.match_notes(&verdicts);
         verdict_list(py, &verdicts, json_file)
+    }
+
+    /// The verdicts that are final as JSON lines (json.dumps of each verdict's dict, `file`
+    /// named in each, "\n" between them) with how many of each label are distinct RSTs and
+    /// identical copies: what `read --format json|jsonl` writes, without a Python object per
+    /// verdict. None, taking nothing, while the capture's saved kernel reasons wait for their
+    /// verdicts: `take` gives those, for Python to apply.
+    fn take_lines(&mut self, json_file: &str) -> Option<(String, Vec<LabelCount>)> {
+        self.collect_notes();
+        if !self.notes.is_empty() {
+            return None;
+        }
+        let mut verdicts = std::mem::take(&mut self.ready);
+        if !matches!(self.reading, Reading::Running(_)) {
+            verdicts.append(&mut guarded(|| self.engine.take()).unwrap_or_default());
+        }
+        self.reasons.clear();
+        Some(json_lines(&verdicts, json_file))
     }
 
     /// The kernel's reasons that a capture saved by `rstdiag live -w --kernel-reasons`

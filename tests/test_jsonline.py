@@ -1,5 +1,6 @@
 """The engine's JSON line of a verdict (src/jsonline.rs) is `json.dumps(verdict.to_dict())`
-to the character, so `read --format json|jsonl` may write it as it is."""
+to the character, so `read --format json|jsonl` may write it as it is, one verdict at a time
+or whole batches of lines (reading.Lines)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from seeds import ethernet, pcap, tcp6
 
 from rstdiag.env import Environment
 from rstdiag.labels import Label, Verdict
-from rstdiag.reading import Reader, ReadOptions
+from rstdiag.reading import Lines, Reader, ReadOptions
+from rstdiag.render import End, JsonlSink, JsonSink
 
 
 def verdicts(path: Path) -> list[Verdict]:
@@ -68,3 +70,25 @@ def test_a_verdict_changed_after_the_engine_is_spelt_anew(tmp_path: Path) -> Non
     assert changed.engine_json is None
     assert json.loads(changed.to_json())["label"] == "unknown"
     assert json.loads(changed.to_json())["kernel_reason"] == "NO_SOCKET in TCP_CLOSE"
+
+
+def document(paths: list[Path], fmt: str, whole_lines: bool) -> str:
+    """`read --format FMT` of `paths`, from whole batches of lines or verdict by verdict."""
+    env = Environment(io.BytesIO(), io.StringIO(), io.StringIO(), False, False)
+    reader = Reader(env, tuple(map(str, paths)),
+                    ReadOptions(json_lines=True, whole_lines=whole_lines, jobs=1))
+    out = io.StringIO()
+    sink = JsonSink(out) if fmt == "json" else JsonlSink(out)
+    items = list(reader)
+    assert any(isinstance(item, Lines) for item in items) == whole_lines
+    for item in items:
+        sink.add(item)
+    sink.close(End(reader.files, reader.errors, reader.interrupted))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_whole_batches_of_lines_write_the_document_verdict_by_verdict_writes(fmt: str) -> None:
+    paths = sorted(PROJECT_PCAPS.glob("*.pcap*"))
+    paths += sorted(p for p in PUBLIC.glob("*") if p.suffix in (".pcap", ".pcapng"))
+    assert document(paths, fmt, whole_lines=True) == document(paths, fmt, whole_lines=False)
