@@ -26,16 +26,8 @@ from rich.text import Text
 from .analysis import FileReport
 from .gate import CheckResult, FileOutcomes, Outcome, ordered_labels
 from .labels import Label, Verdict
-from .render import (
-    Counted,
-    CsvSink,
-    End,
-    JsonlSink,
-    JsonSink,
-    TableSink,
-    console_for,
-    feed,
-)
+from .machine import Counted, CsvSink, End, JsonlSink, JsonSink, feed
+from .render import TableSink, console_for
 from .textsafe import visible
 
 CHECK_FORMATS = ("table", "json", "jsonl", "csv", "junit", "github", "markdown")

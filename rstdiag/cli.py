@@ -16,8 +16,8 @@ from .env import Environment
 from .errors import ExitStatus, RstdiagError
 
 if TYPE_CHECKING:
+    from .machine import Sink
     from .reading import ReadOptions
-    from .render import Sink
     from .select import Selection
 
 READ_EXIT_STATUS_HELP = (
@@ -227,8 +227,8 @@ def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool 
              time: str = "clock", by: str | None = None, top: int | None = None,
              pager: bool | None = False) -> ExitStatus:
     """`rstdiag read`: every verdict handed to the format's sink as it becomes final."""
+    from .machine import CsvSink, JsonlSink, JsonSink
     from .reading import ReadOptions
-    from .render import CsvSink, JsonlSink, JsonSink, TableSink
     from .select import Groups
 
     machine = fmt in ("json", "jsonl")
@@ -243,7 +243,7 @@ def run_read(env: Environment, files: tuple[str, ...], *, fmt: str, quiet: bool 
             return JsonlSink(out)
         if fmt == "csv":
             return CsvSink(out)
-        from .render import console_for
+        from .render import TableSink, console_for
 
         return TableSink(console_for(out, color=use_color, width=width), width=width,
                          verbose=verbose, quiet=quiet, time=time, several=len(files) > 1,
@@ -258,8 +258,8 @@ def _run(env: Environment, files: tuple[str, ...], options: ReadOptions, fmt: st
          sink_for: Callable[[TextIO, int | None, bool], Sink], result: Any) -> ExitStatus:
     """Read `files` into the sink `sink_for(out, width, color)` makes: on a terminal (width
     given) through the pager when asked, off a terminal without padding or wrapping."""
+    from .machine import End
     from .reading import Interrupts, Reader
-    from .render import End
 
     use_color = env.color(color)
     width = _terminal_width() if env.stdout_isatty and fmt in ("table",) else None

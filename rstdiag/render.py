@@ -1,10 +1,6 @@
-"""Renderers: verdicts in, text out, as a stream (a table for people; JSON, JSONL, CSV for
-machines).
-
-Each renderer is a sink: `add(verdict)` as the engine makes a verdict final, `close(end)`
-once every capture is read. Machine formats write each verdict at once; the table writes its
-row at once too (its column widths fitted to the first rows), then the summary by cause, the
-groups of `--by` and the timeline, from counts. No sink keeps the verdicts.
+"""The table for people, streamed: each row written as the engine makes a verdict final (its
+column widths fitted to the first rows), then the summary by cause, the groups of `--by` and
+the timeline, from counts. The sink keeps no verdict. (Machine formats: rstdiag.machine.)
 
 Text from a capture (addresses, file names, evidence quoting a payload) is data: it reaches
 the terminal through rstdiag.textsafe, never as rich markup.
@@ -12,13 +8,11 @@ the terminal through rstdiag.textsafe, never as rich markup.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import textwrap
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -26,7 +20,7 @@ from rich.text import Text
 from .analysis import FileReport
 from .kernel_reasons import agreement_line
 from .labels import HINTS, Confidence, Label, Sender, Verdict
-from .reading import Lines
+from .machine import End, feed
 from .select import Groups
 from .tally import Tally, plausible
 from .textsafe import data_text, visible
@@ -44,11 +38,6 @@ class PipeSafeConsole(Console):
         raise BrokenPipeError
 
 
-SCHEMA_VERSION = 1
-FORMATS = ("table", "json", "jsonl", "csv")
-CSV_FIELDS = ("file", "frame", "ts", "src", "sport", "dst", "dport", "flags", "client", "server",
-              "sender", "label", "confidence", "evidence", "hint", "duplicate_of", "alternatives",
-              "effect", "community_id")
 PIPE_WIDTH = 120  # the timeline's width when the output is not a terminal
 SAMPLE_ROWS = 200  # rows the table's column widths are fitted to before it streams
 
@@ -75,121 +64,6 @@ TIME_FORMATS = ("clock", "none", "epoch", "delta", "date", "since-start")
 def plural(n: int, word: str, words: str | None = None) -> str:
     """`1 RST`, `2 RSTs`, `1,215 frames`."""
     return f"{n:,} {word if n == 1 else (words or word + 's')}"
-
-
-@dataclass(slots=True)
-class End:
-    """What the sinks learn once every capture is read."""
-
-    files: Sequence[Any]  # FileSummary (rstdiag.reading) or anything with its fields
-    errors: Sequence[tuple[str, str]] = ()
-    interrupted: bool = False
-
-
-class Sink(Protocol):
-    # Lines only reach the JSON and JSONL sinks (ReadOptions.whole_lines)
-    def add(self, v: Verdict | Lines) -> None: ...
-    def close(self, end: End) -> None: ...
-
-
-# --- machine formats ----------------------------------------------------------------------
-
-class JsonlSink:
-    """One verdict per line, written at once."""
-
-    def __init__(self, out: TextIO, extra: Any = None) -> None:
-        self.out = out
-        self.extra = extra  # verdict -> dict of more fields (check's outcome), or None
-
-    def add(self, v: Verdict | Lines) -> None:
-        if isinstance(v, Lines):  # the engine's lines as they are
-            self.out.write(v.text + "\n")
-        elif self.extra is None:
-            self.out.write(v.to_json() + "\n")
-        else:
-            self.out.write(json.dumps({**v.to_dict(), **self.extra(v)}) + "\n")
-
-    def close(self, end: End) -> None:
-        self.out.flush()
-
-
-class CsvSink:
-    """A header, then one row per verdict, written at once; text from the capture made
-    visible (a spreadsheet or a terminal shows it, neither should obey it)."""
-
-    def __init__(self, out: TextIO, extra: Any = None, extra_fields: Sequence[str] = ()) -> None:
-        self.extra = extra
-        self.writer = csv.DictWriter(out, fieldnames=(*CSV_FIELDS, *extra_fields),
-                                     extrasaction="ignore", lineterminator="\n")
-        self.out = out
-        self.started = False
-
-    def _start(self) -> None:
-        if not self.started:
-            self.started = True
-            self.writer.writeheader()
-
-    def add(self, v: Verdict) -> None:
-        self._start()
-        row = v.to_row() if self.extra is None else {**v.to_row(), **self.extra(v)}
-        self.writer.writerow({k: visible(x) if isinstance(x, str) else x
-                              for k, x in row.items()})
-
-    def close(self, end: End) -> None:
-        self._start()
-        self.out.flush()
-
-
-class JsonSink:
-    """The JSON document of `read --format json`, streamed: "rsts" comes first, a verdict a
-    line as each is final; "files", "summary", "copies" (and "groups", "check") follow, once
-    their counts are known. JSON key order carries no meaning."""
-
-    def __init__(self, out: TextIO, groups: Groups | None = None, top: int | None = None,
-                 more: Any = None) -> None:
-        self.out = out
-        self.tally = Tally()
-        self.groups = groups
-        self.top = top
-        self.more = more  # () -> dict of more top-level keys, at the end
-        self.empty = True
-        self.started = False
-
-    def _start(self) -> None:
-        if not self.started:
-            self.started = True
-            self.out.write('{\n  "version": ' + str(SCHEMA_VERSION) + ',\n  "rsts": [')
-
-    def add(self, v: Verdict | Lines) -> None:
-        self._start()
-        lead = "\n    " if self.empty else ",\n    "
-        self.empty = False
-        if isinstance(v, Lines):  # the engine's lines (no newline inside a JSON line)
-            self.tally.add_counts(v.counts)
-            self.out.write(lead + v.text.replace("\n", ",\n    "))
-            return
-        self.tally.add(v)
-        if self.groups is not None:
-            self.groups.add(v)
-        self.out.write(lead + v.to_json())
-
-    def close(self, end: End) -> None:
-        self._start()
-        self.out.write("]" if self.empty else "\n  ]")
-        tail: dict[str, object] = {
-            "files": [f.to_dict() for f in end.files],
-            "summary": self.tally.summary(),
-            "copies": self.tally.copies_summary(),
-        }
-        if self.groups is not None:
-            tail["groups"] = {"by": self.groups.by, "groups": self.groups.to_list(self.top)}
-        if self.more is not None:
-            tail.update(self.more())
-        for key, value in tail.items():
-            self.out.write(f",\n  {json.dumps(key)}: "
-                           + json.dumps(value, indent=2).replace("\n", "\n  "))
-        self.out.write("\n}\n")
-        self.out.flush()
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -586,76 +460,6 @@ def console_for(out: TextIO, *, color: bool, width: int | None) -> Console:
                            soft_wrap=width is None, emoji=False, markup=False)
 
 
-# --- reports at once: the library's and the tests' entry points ----------------------------
-
-@dataclass(slots=True)
-class Counted:
-    """A FileReport's counters in the shape the sinks read (distinct and copies apart)."""
-
-    report: FileReport
-    counters: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> str:
-        return self.report.path
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self.report, key, default)
-
-    @property
-    def first_ts(self) -> float | None:
-        return self.report.first_ts
-
-    @property
-    def last_ts(self) -> float | None:
-        return self.report.last_ts
-
-    def to_dict(self) -> dict[str, object]:
-        d = self.report.to_dict()
-        copies = sum(1 for v in self.report.verdicts if v.duplicate_of is not None)
-        d["rsts"] = len(self.report.verdicts) - copies
-        d["copies"] = copies
-        return {key: d[key] for key in ("path", "format", "frames", "tcp_packets", "flows",
-                                        "rsts", "copies", "skipped", "evicted_flows",
-                                        "judged_early", "warnings", "complete", "first_ts",
-                                        "last_ts", "kernel_reasons") if key in d}
-
-
-def feed(sink: Sink, reports: Sequence[FileReport], errors: Sequence[tuple[str, str]] = (),
-         interrupted: bool = False) -> None:
-    for report in reports:
-        for v in report.verdicts:
-            sink.add(v)
-    sink.close(End([Counted(r) for r in reports], errors, interrupted))
-
-
-def document(reports: Sequence[FileReport]) -> dict[str, object]:
-    """The JSON document of `read --format json`, as a dict (schema in the README)."""
-    tally = Tally()
-    for report in reports:
-        for v in report.verdicts:
-            tally.add(v)
-    return {
-        "version": SCHEMA_VERSION,
-        "rsts": [v.to_dict() for r in reports for v in r.verdicts],
-        "files": [Counted(r).to_dict() for r in reports],
-        "summary": tally.summary(),
-        "copies": tally.copies_summary(),
-    }
-
-
-def write_json(reports: Sequence[FileReport], out: TextIO) -> None:
-    feed(JsonSink(out), reports)
-
-
-def write_jsonl(reports: Sequence[FileReport], out: TextIO) -> None:
-    feed(JsonlSink(out), reports)
-
-
-def write_csv(reports: Sequence[FileReport], out: TextIO) -> None:
-    feed(CsvSink(out), reports)
-
-
 def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verbose: int = 0,
                 quiet: bool = False, width: int | None = None, time: str = "clock",
                 groups: Groups | None = None, top: int | None = None) -> None:
@@ -665,6 +469,3 @@ def write_table(reports: Sequence[FileReport], out: TextIO, *, color: bool, verb
                    several=len(reports) > 1, groups=groups, top=top), reports)
 
 
-def verdicts_of(reports: Iterable[FileReport]) -> Iterable[Verdict]:
-    for report in reports:
-        yield from report.verdicts

@@ -10,8 +10,10 @@ become visible escapes, as tcpdump shows unprintable bytes; rich renders them as
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def _escape_char(ch: str) -> str:
@@ -40,4 +42,6 @@ def visible(text: str) -> str:
 
 def data_text(text: str, style: str = "") -> Text:
     """A rich Text of capture-derived `text`: escaped as `visible` does, never markup."""
+    from rich.text import Text  # here: the machine formats use `visible` without rich
+
     return Text(visible(text), style=style)

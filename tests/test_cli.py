@@ -218,7 +218,7 @@ def test_the_cli_module_does_not_import_scapy() -> None:
 
 def test_json_document_is_the_indented_document_with_one_rst_a_line() -> None:
     from rstdiag.analysis import analyze_file
-    from rstdiag.render import document, write_json
+    from rstdiag.machine import document, write_json
 
     reports = [analyze_file(str(public("zeek__rst-inject-rae.pcap")))]
     out = io.StringIO()

@@ -16,8 +16,8 @@ from seeds import ethernet, pcap, tcp6
 
 from rstdiag.env import Environment
 from rstdiag.labels import Label, Verdict
+from rstdiag.machine import End, JsonlSink, JsonSink
 from rstdiag.reading import Lines, Reader, ReadOptions
-from rstdiag.render import End, JsonlSink, JsonSink
 
 
 def verdicts(path: Path) -> list[Verdict]:

@@ -179,7 +179,7 @@ def test_read_help_does_not_list_check_s_exit_status() -> None:
 
 
 def test_the_json_document_streams_rsts_before_the_counts() -> None:
-    from rstdiag.render import write_json
+    from rstdiag.machine import write_json
 
     out = io.StringIO()
     write_json([tripwire()], out)

@@ -22,7 +22,8 @@ from rstdiag.ci_formats import write_github, write_junit, write_markdown
 from rstdiag.ci_formats import write_json as write_check_json
 from rstdiag.gate import Policy, evaluate
 from rstdiag.labels import Confidence, Endpoint, Label, Sender, Verdict
-from rstdiag.render import write_csv, write_json, write_jsonl, write_table
+from rstdiag.machine import write_csv, write_json, write_jsonl
+from rstdiag.render import write_table
 from rstdiag.select import Groups
 
 RSTDIAG = shutil.which("rstdiag") or ""
