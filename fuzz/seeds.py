@@ -155,12 +155,15 @@ def idb(linktype: int, options: bytes = b"", endian: str = "<") -> bytes:
 
 
 def epb(iface: int, ticks: int, data: bytes, wirelen: int | None = None,
-        endian: str = "<") -> bytes:
+        endian: str = "<", options: bytes = b"") -> bytes:
     wirelen = len(data) if wirelen is None else wirelen
     ticks &= 0xFFFFFFFFFFFFFFFF
     head = struct.pack(endian + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data),
                        wirelen & 0xFFFFFFFF)
-    return block(6, head + data, endian)
+    if options:  # after the data, padded to 32 bits, and an end of options
+        data += b"\0" * (-len(data) % 4)
+        options += option(0, b"", endian)
+    return block(6, head + data + options, endian)
 
 
 def spb(data: bytes, wirelen: int | None = None, endian: str = "<") -> bytes:
@@ -250,6 +253,13 @@ def seeds() -> dict[str, bytes]:
             multi += block(0x0BAD, b"custom block")  # unknown block types are skipped
     multi += shb(">") + idb(RAW, endian=">") + spb(ips[0], endian=">") + spb(ips[1], 9, ">")
     out["multi-section.pcapng"] = bytes(multi)
+    # the kernel's reasons as `live -w --kernel-reasons` saves them, and look-alikes
+    reason = b"rstdiag kernel reason: TCP_ABORT_ON_CLOSE in TCP_CLOSE".ljust(96)
+    saved = bytearray(shb() + idb(ETHERNET))
+    for i, (t, p) in enumerate(conv):
+        comment = option(1, reason) if i % 2 else option(1, b"rstdiag kernel reason: none")
+        saved += epb(0, int(t * 1e6), ethernet(p), options=comment)
+    out["kernel-reasons.pcapng"] = bytes(saved)
     # damage
     good = out["conv-linktype1.pcap"]
     out["cut-mid-record.pcap"] = good[: len(good) - 7]

@@ -7,6 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use rstdiag_core::capture::CaptureReader;
 use rstdiag_core::engine::Analysis;
+use rstdiag_core::jsonline::verdict_json;
 
 const MAX_FLOWS: usize = 1000;
 
@@ -19,8 +20,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut verdicts = Vec::new();
+    let mut notes = Vec::new();
     while let Ok(true) = analysis.read(&mut reader, 4096) {
         verdicts.extend(analysis.take());
+        notes.extend(analysis.take_notes());
+    }
+    notes.extend(analysis.take_notes());
+    for (frame, _) in &notes {
+        assert!(*frame >= 1, "a kernel reason noted for frame 0");
     }
     analysis.absorb_reader(&reader);
     analysis.finish(true);
@@ -44,6 +51,9 @@ fn check(analysis: &Analysis, verdicts: &[rstdiag_core::verdict::Verdict]) {
         if let Some(original) = v.duplicate_of {
             assert!(original < v.frame, "a copy of a later RST");
         }
+        let line = verdict_json(v, "<fuzz>", "1:x");
+        assert!(line.starts_with("{\"file\": ") && line.ends_with('}'));
+        assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)), "JSON not ASCII");
     }
     for warning in &summary.warnings {
         assert!(!warning.contains('\n'), "a warning of more than one line");
