@@ -507,6 +507,17 @@ mod tests {
         (verdicts, analysis)
     }
 
+    /// Copies up to `step` bytes of `data` from `*pos` into `out`: a test source's read.
+    fn give(data: &[u8], pos: &mut usize, out: &mut [u8], step: usize) -> usize {
+        let rest = data.get(*pos..).unwrap_or_default();
+        let n = rest.len().min(out.len()).min(step);
+        if let (Some(to), Some(from)) = (out.get_mut(..n), rest.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        *pos += n;
+        n
+    }
+
     #[test]
     fn every_verdict_arrives_once_in_frame_order_whatever_the_batch() {
         for batch in [1, 7, 1 << 16] {
@@ -536,17 +547,11 @@ mod tests {
 
     impl Read for FailingDisk {
         fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            let end = self.good.min(self.data.len());
-            let rest = self.data.get(self.pos..end).unwrap_or_default();
-            if rest.is_empty() {
-                return Err(std::io::Error::other("input/output error"));
+            let good = self.data.get(..self.good).unwrap_or(&self.data);
+            match give(good, &mut self.pos, out, 64) {
+                0 => Err(std::io::Error::other("input/output error")),
+                n => Ok(n),
             }
-            let n = rest.len().min(out.len()).min(64);
-            if let (Some(to), Some(from)) = (out.get_mut(..n), rest.get(..n)) {
-                to.copy_from_slice(from);
-            }
-            self.pos += n;
-            Ok(n)
         }
     }
 
@@ -579,17 +584,13 @@ mod tests {
 
     impl Read for OpenPipe {
         fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            let rest = self.data.get(self.pos..).unwrap_or_default();
-            if rest.is_empty() {
-                thread::park(); // the writer keeps the pipe open
-                return Ok(0);
+            match give(&self.data, &mut self.pos, out, 100) {
+                0 => {
+                    thread::park(); // the writer keeps the pipe open
+                    Ok(0)
+                }
+                n => Ok(n),
             }
-            let n = rest.len().min(out.len()).min(100);
-            if let (Some(to), Some(from)) = (out.get_mut(..n), rest.get(..n)) {
-                to.copy_from_slice(from);
-            }
-            self.pos += n;
-            Ok(n)
         }
     }
 
