@@ -187,3 +187,20 @@ def test_the_json_document_streams_rsts_before_the_counts() -> None:
     assert list(doc) == ["version", "rsts", "files", "summary", "copies"]
     assert doc["files"][0]["rsts"] == 265 and doc["files"][0]["copies"] == 142
     assert sum(doc["summary"].values()) == 265 and sum(doc["copies"].values()) == 142
+
+
+@pytest.mark.parametrize("width", [None, 120])
+def test_the_table_does_not_ask_the_terminals_size_for_every_row(
+        monkeypatch: pytest.MonkeyPatch, width: int | None) -> None:
+    report = analyze_file(str(PROJECT_PCAPS / "sample.pcapng"))
+    asked = []
+    real = os.get_terminal_size
+
+    def counting(*args: int) -> os.terminal_size:
+        asked.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(os, "get_terminal_size", counting)
+    write_table([report], io.StringIO(), color=False, width=width)
+    assert len(report.verdicts) > 10
+    assert asked == []
