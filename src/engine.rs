@@ -301,9 +301,9 @@ impl Analysis {
         reader: &mut CaptureReader<R>,
         limit: usize,
     ) -> Result<bool, CaptureError> {
-        let batch = self.front.batch(reader, limit);
+        let mut batch = self.front.batch(reader, limit);
         let more = batch.more;
-        let applied = self.apply(batch);
+        let applied = self.apply(&mut batch);
         if applied.is_ok() && !more {
             self.absorb_reader(reader);
         }
@@ -327,21 +327,22 @@ impl Analysis {
 
     /// A batch from the front through tracking and judging; false once the capture ended,
     /// Err when reading failed after the batch's frames (which are tracked all the same).
-    pub fn apply(&mut self, batch: Batch) -> Result<bool, CaptureError> {
+    /// The batch's packets are taken out; its emptied Vec can serve the next batch.
+    pub fn apply(&mut self, batch: &mut Batch) -> Result<bool, CaptureError> {
         if let Some(first) = batch.first_ts {
             self.note_time(first);
         }
         if let Some(last) = batch.last_ts {
             self.note_time(last);
         }
-        for pkt in batch.packets {
+        for pkt in batch.packets.drain(..) {
             self.accept(pkt);
         }
-        self.notes.extend(batch.notes);
-        for linktype in batch.unsupported {
+        self.notes.append(&mut batch.notes);
+        for linktype in std::mem::take(&mut batch.unsupported) {
             self.check_linktype(linktype)?;
         }
-        if let Some(err) = batch.error {
+        if let Some(err) = batch.error.take() {
             return Err(err);
         }
         if batch.more {

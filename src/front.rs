@@ -51,8 +51,21 @@ impl Front {
 
     /// Up to `limit` frames of `reader`, decoded.
     pub fn batch<R: Read>(&mut self, reader: &mut CaptureReader<R>, limit: usize) -> Batch {
+        self.batch_into(reader, limit, Vec::with_capacity(limit.min(1 << 16)))
+    }
+
+    /// `batch`, its packets in `packets` (emptied first): a Vec a previous batch gave back,
+    /// so that a run allocates (and the kernel zeroes) a batch's megabyte a few times, not
+    /// once per batch.
+    pub fn batch_into<R: Read>(
+        &mut self,
+        reader: &mut CaptureReader<R>,
+        limit: usize,
+        mut packets: Vec<Packet>,
+    ) -> Batch {
+        packets.clear();
         let mut batch = Batch {
-            packets: Vec::with_capacity(limit.min(1 << 16)),
+            packets,
             more: true,
             ..Batch::default()
         };

@@ -18,6 +18,7 @@ use crate::capture::{CaptureError, CaptureReader};
 use crate::engine::Analysis;
 use crate::front::{Batch, Front};
 use crate::kernel_note::Note;
+use crate::records::Packet;
 use crate::verdict::Verdict;
 
 /// Batches in flight between the engine's thread and its consumer.
@@ -191,16 +192,18 @@ fn drive<R: Read + Send>(
     let mut front = analysis.take_front();
     let result = thread::scope(|scope| {
         let (batches, decoded) = sync_channel::<Decoded>(IN_FLIGHT);
+        // the emptied Vecs of applied batches go back to the front for its next ones
+        let (give_back, spares) = sync_channel::<Vec<Packet>>(IN_FLIGHT + 2);
         let front = &mut front;
         let reading = &mut *reader;
         let decoding = thread::Builder::new()
             .name("rstdiag-decode".to_string())
             .spawn_scoped(scope, move || {
-                decode_all(front, reading, batch, &batches, cancel, bytes)
+                decode_all(front, reading, batch, (&batches, &spares), cancel, bytes)
             });
         match decoding {
             Ok(handle) => {
-                let result = judge_all(analysis, &decoded, out);
+                let result = judge_all(analysis, &decoded, &give_back, out);
                 drop(decoded); // a front blocked on a full channel sees the engine gone
                 let _ = handle.join(); // its panics come over the channel as Decoded::Panic
                 Some(result)
@@ -225,12 +228,15 @@ fn decode_all<R: Read>(
     front: &mut Front,
     reader: &mut CaptureReader<R>,
     batch: usize,
-    out: &SyncSender<Decoded>,
+    (out, spares): (&SyncSender<Decoded>, &Receiver<Vec<Packet>>),
     cancel: &AtomicBool,
     bytes: &AtomicU64,
 ) {
     let outcome = catch_unwind(AssertUnwindSafe(|| loop {
-        let decoded = front.batch(reader, batch);
+        let decoded = match spares.try_recv() {
+            Ok(packets) => front.batch_into(reader, batch, packets),
+            Err(_) => front.batch(reader, batch),
+        };
         bytes.store(reader.bytes_read(), Ordering::Relaxed);
         let more = decoded.more;
         if out.send(Decoded::Batch(decoded)).is_err() || !more {
@@ -251,15 +257,17 @@ fn decode_all<R: Read>(
 fn judge_all(
     analysis: &mut Analysis,
     decoded: &Receiver<Decoded>,
+    give_back: &SyncSender<Vec<Packet>>,
     out: &Out<'_>,
 ) -> Result<(), CaptureError> {
     while let Ok(message) = decoded.recv() {
-        let batch = match message {
+        let mut batch = match message {
             Decoded::Batch(batch) => batch,
             // raised again here, where the engine's panics are caught and reported
             Decoded::Panic(message) => std::panic::resume_unwind(Box::new(message)),
         };
-        let more = analysis.apply(batch)?;
+        let more = analysis.apply(&mut batch)?;
+        let _ = give_back.try_send(std::mem::take(&mut batch.packets)); // or freed, if full
         if !send_verdicts(analysis, out) {
             return Ok(()); // the consumer is gone
         }
