@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 from . import _core
 from .errors import CaptureError, EngineFault, RstdiagError
-from .kernel_reasons import SavedReasons
 from .labels import Confidence, Effect, Endpoint, Label, Sender, Verdict
+from .reasons import SavedReasons
 
 _LABELS = {str(label): label for label in Label}
 _SENDERS = {str(sender): sender for sender in Sender}

@@ -10,7 +10,7 @@ metrics. The same decoder, tracker and classifier as `rstdiag read`, plus what a
   verdict, a burst of accept-queue overflows, or the kernel's reason changes it;
 * sweeps by wall time, so verdicts come out and idle flows go when traffic is slow;
 * the kernel's own reason for RSTs this host sends (--kernel-reasons): it selects the label
-  among those the wire allows (kernel_reasons.confirmed), and a disagreement is shown and
+  among those the wire allows (reasons.confirmed), and a disagreement is shown and
   counted.
 """
 
@@ -38,12 +38,9 @@ from .kernel_reasons import (
     KEEP_SECONDS,
     SETTLE_SECONDS,
     KernelReset,
-    KernelStats,
     ReasonMatcher,
     ResetTracer,
-    agreement_line,
 )
-from .kernel_reasons import confirmed as kernel_confirmed
 from .labels import HINTS, Label, Verdict
 from .livecapture import (
     ARPHRD_LOOPBACK,
@@ -58,6 +55,8 @@ from .livecapture import (
     skip_outgoing_loopback,
 )
 from .logsink import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, RotatingWriter, VerdictLog, verdict_record
+from .reasons import KernelStats, agreement_line
+from .reasons import confirmed as kernel_confirmed
 from .textsafe import data_text, visible
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from . import _core
 from .analysis import verdict_of
 from .env import Environment
 from .errors import CaptureError, EngineFault, RstdiagError
-from .kernel_reasons import SavedReasons
 from .labels import Verdict
+from .reasons import SavedReasons
 from .select import Selection
 
 BATCH = 8192  # frames per batch of the engine's thread: verdicts come at least this often

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.text import Text
 
 from .analysis import FileReport
-from .kernel_reasons import agreement_line
 from .labels import HINTS, Confidence, Label, Sender, Verdict
 from .machine import End, feed
+from .reasons import agreement_line
 from .select import Groups
 from .tally import Tally, plausible
 from .textsafe import data_text, visible

@@ -38,14 +38,7 @@ from netlab import Lab, LabError, read_segments, tracing_unavailable
 from scenarios import SCENARIOS, Run
 
 from rstdiag.analysis import analyze_file
-from rstdiag.kernel_reasons import (
-    SELECTS,
-    KernelReset,
-    ReasonMatcher,
-    agrees,
-    confirmed,
-    parse_line,
-)
+from rstdiag.kernel_reasons import KernelReset, ReasonMatcher, parse_line
 from rstdiag.labels import Confidence, Label
 from rstdiag.live import JsonlOutput, Status, TableOutput
 from rstdiag.livecapture import (
@@ -54,6 +47,7 @@ from rstdiag.livecapture import (
     filter_expression,
     skip_outgoing_loopback,
 )
+from rstdiag.reasons import SELECTS, agrees, confirmed
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"

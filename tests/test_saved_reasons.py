@@ -21,7 +21,6 @@ import pytest
 
 from rstdiag import analyze_file
 from rstdiag.frames import read_frames
-from rstdiag.kernel_reasons import confirmed
 from rstdiag.pcapng import (
     IF_TSRESOL,
     NANOSECONDS,
@@ -31,6 +30,7 @@ from rstdiag.pcapng import (
     option,
     section_header,
 )
+from rstdiag.reasons import confirmed
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "pcaps"
