@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .communityid import community_id
-
 
 class Label(StrEnum):
     CLOSED_PORT = "closed-port"
@@ -126,6 +124,13 @@ class Verdict:
         """Whether the label, or one of the alternatives still open, is among `labels`."""
         return self.label in labels or any(a in labels for a in self.open_alternatives)
 
+    def _computed_community_id(self) -> str:
+        """The flow's Community ID for a verdict made by hand (the engine's carry theirs):
+        its module imported only then, as `read` never needs it."""
+        from .communityid import community_id
+
+        return community_id(self.src, self.sport, self.dst, self.dport)
+
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "file": self.file,
@@ -145,8 +150,7 @@ class Verdict:
             "hint": self.hint,
             "alternatives": [str(a) for a in self.open_alternatives],
             "effect": str(self.effect),
-            "community_id": self.community_id or community_id(self.src, self.sport, self.dst,
-                                                              self.dport),
+            "community_id": self.community_id or self._computed_community_id(),
         }
         if self.duplicate_of is not None:
             out["duplicate_of"] = self.duplicate_of
