@@ -610,6 +610,13 @@ mod tests {
         let source = Prefetch::new(OpenPipe { data, pos: 0 }, cancel.clone()).expect("input");
         let reader = CaptureReader::new(source, "pipe").expect("capture");
         let runner = Runner::spawn(Analysis::new(None), reader, 1, cancel).expect("thread");
+        let (reported, _) = stop_once_read(runner, size);
+        assert_eq!(reported, 20);
+    }
+
+    /// Wait until the run has read `size` bytes, then stop it (the source still open): the
+    /// RSTs reported in all, and the frames the engine counted.
+    fn stop_once_read<R: Read + Send + 'static>(runner: Runner<R>, size: u64) -> (usize, u64) {
         let mut seen = 0;
         while runner.bytes_read() < size {
             if let Step::Verdicts(v, _) = runner.next(Duration::from_millis(10)) {
@@ -618,7 +625,8 @@ mod tests {
         }
         let (mut analysis, _, leftover) = runner.stop().expect("joined");
         analysis.finish(false);
-        assert_eq!(seen + leftover.len() + analysis.take().len(), 20);
+        let reported = seen + leftover.len() + analysis.take().len();
+        (reported, analysis.summary().frames)
     }
 
     #[test]
@@ -632,19 +640,10 @@ mod tests {
         let reader =
             CaptureReader::new(Polled::new(read_end, cancel.clone()), "pipe").expect("pcap");
         let runner = Runner::spawn(Analysis::new(None), reader, 1, cancel).expect("thread");
-        let mut seen = 0;
-        while runner.bytes_read() < size {
-            if let Step::Verdicts(v, _) = runner.next(Duration::from_millis(10)) {
-                seen += v.len();
-            }
-        }
         // the writer still holds the pipe open: the stop must not wait for it
-        let (mut analysis, _, leftover) = runner.stop().expect("joined");
-        analysis.finish(false);
-        let reported = seen + leftover.len() + analysis.take().len();
-        let frames = usize::try_from(analysis.summary().frames).unwrap_or(0);
+        let (reported, frames) = stop_once_read(runner, size);
         assert!(frames >= 1);
-        assert_eq!(reported, frames, "every RST read is reported");
+        assert_eq!(reported as u64, frames, "every RST read is reported");
         drop(writer);
     }
 
