@@ -14,10 +14,14 @@ Packets a notebook holds already (scapy's, or (timestamp, linktype, bytes) tuple
 the same engine with `rstdiag.analyze_packets(packets)`; scapy is never imported by rstdiag.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .analysis import FileReport, Report, analyze, analyze_file
 from .errors import CaptureError, RstdiagError
 from .labels import HINTS, Confidence, Endpoint, Label, Sender, Verdict
-from .packets import PacketError, analyze_packets
+
+if TYPE_CHECKING:
+    from .packets import PacketError, analyze_packets
 
 __version__ = "0.1.0"
 
@@ -38,3 +42,13 @@ __all__ = [
     "analyze_file",
     "analyze_packets",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # analyze_packets (and its decimal and pcapng writer) load only when asked for: `read`
+    # never needs them
+    if name in ("PacketError", "analyze_packets"):
+        from . import packets
+
+        return getattr(packets, name)
+    raise AttributeError(f"module 'rstdiag' has no attribute {name!r}")
