@@ -72,7 +72,8 @@ pub fn push_str(out: &mut String, text: &str) {
             .bytes()
             .position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
             .unwrap_or(rest.len());
-        let (run, tail) = rest.split_at(plain);
+        // a char boundary: every byte before `plain` is ASCII
+        let (run, tail) = rest.split_at_checked(plain).unwrap_or((rest, ""));
         out.push_str(run);
         let mut chars = tail.chars();
         if let Some(c) = chars.next() {
@@ -134,7 +135,7 @@ pub fn push_float(out: &mut String, x: f64) {
     out.push_str(sign);
     let point = exponent + 1; // digits before the decimal point
     if !(-3..=16).contains(&point) {
-        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let (first, rest) = digits.split_at_checked(1).unwrap_or((&digits, ""));
         out.push_str(first);
         if !rest.is_empty() {
             out.push('.');
@@ -157,7 +158,7 @@ pub fn push_float(out: &mut String, x: f64) {
             out.extend(std::iter::repeat_n('0', point - digits.len()));
             out.push_str(".0");
         } else {
-            let (whole, fraction) = digits.split_at(point);
+            let (whole, fraction) = digits.split_at_checked(point).unwrap_or((&digits, ""));
             out.push_str(whole);
             out.push('.');
             out.push_str(fraction);
