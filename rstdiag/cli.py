@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from . import __version__
-from .cli_share import annotate, report
+from .cli_share import annotate, failure, report
 from .env import Environment
 from .errors import ExitStatus, RstdiagError
 
@@ -543,15 +543,8 @@ def run_explain(env: Environment, path: str, *, frame: int | None = None, flow: 
                 frame, flow = first_selected(readable, selection, flow), None
             ladder = explain_file(readable, frame=frame, flow=flow)
             ladder.path = path if path != "-" else "<stdin>"
-    except RstdiagError as exc:
-        env.error(f"{path}: {exc}")
-        return ExitStatus.ERROR
-    except OSError as exc:
-        env.error(f"{path}: {exc.strerror or exc}")
-        return ExitStatus.ERROR
-    except KeyboardInterrupt:
-        env.warn(f"{path}: interrupted")
-        return ExitStatus.INTERRUPTED
+    except (RstdiagError, OSError, KeyboardInterrupt) as exc:
+        return failure(env, exc, capture=path, file=path, interrupted="interrupted")
     for warning in ladder.warnings:
         env.warn(f"{path}: {warning}")
     try:

@@ -61,15 +61,9 @@ def run_annotate(env: Environment, path: str, output: str, *,
         comments = comments_of(report.verdicts)
         done = _write_atomically(
             output, lambda out: write_annotated(path, out, comments, report.frames))
-    except RstdiagError as exc:
-        env.error(f"{path}: {exc}")
-        return ExitStatus.ERROR
-    except OSError as exc:
-        env.error(f"{exc.filename or path}: {exc.strerror or exc}")
-        return ExitStatus.ERROR
-    except KeyboardInterrupt:
-        env.warn(f"{path}: interrupted; nothing written")
-        return ExitStatus.INTERRUPTED
+    except (RstdiagError, OSError, KeyboardInterrupt) as exc:
+        return failure(env, exc, capture=path, file=path,
+                       interrupted="interrupted; nothing written")
     for warning in done.warnings:
         env.warn(f"{path}: {warning}")
     summary = ", ".join(f"{label} {n}" for label, n in report.summary().items())
@@ -77,6 +71,21 @@ def run_annotate(env: Environment, path: str, output: str, *,
                      f"{_rsts(done.commented)} commented{f': {summary}' if summary else ''}\n")
     env.stdout.flush()
     return ExitStatus.OK
+
+
+def failure(env: Environment, exc: BaseException, *, capture: str | None, file: str,
+            interrupted: str) -> ExitStatus:
+    """The one line and the exit status of a command stopped by `exc`: a capture it cannot
+    read (named after `capture`, if given), a file it cannot read or write (named after the
+    error's own file, else `file`), or Ctrl-C (`interrupted`: what became of the output)."""
+    if isinstance(exc, KeyboardInterrupt):
+        env.warn(f"{capture}: {interrupted}" if capture else interrupted)
+        return ExitStatus.INTERRUPTED
+    if isinstance(exc, OSError):
+        env.error(f"{exc.filename or file}: {exc.strerror or exc}")
+        return ExitStatus.ERROR
+    env.error(f"{capture}: {exc}" if capture else str(exc))
+    return ExitStatus.ERROR
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -142,15 +151,9 @@ def run_report(env: Environment, files: tuple[str, ...], output: str, *, per_cau
                    for ladder in ladders_of(r, [v for v in chosen if v.file == r.path])]
         html = render_page(build_page(reports, errors, ladders=ladders, max_rows=max_rows))
         _write_atomically(output, lambda out: out.write(html.encode("utf-8")))
-    except RstdiagError as exc:
-        env.error(str(exc))
-        return ExitStatus.ERROR
-    except OSError as exc:
-        env.error(f"{exc.filename or output}: {exc.strerror or exc}")
-        return ExitStatus.ERROR
-    except KeyboardInterrupt:
-        env.warn("interrupted; nothing written")
-        return ExitStatus.INTERRUPTED
+    except (RstdiagError, OSError, KeyboardInterrupt) as exc:
+        return failure(env, exc, capture=None, file=output,
+                       interrupted="interrupted; nothing written")
     total = sum(len(r.verdicts) for r in reports)
     env.stdout.write(f"{output}: {_rsts(total)} from {len(reports)} of {len(files)} "
                      f"captures, {len(ladders)} ladders\n")
