@@ -7,57 +7,66 @@
 
 use std::fmt::Write;
 
-use crate::records::flag_string;
-use crate::verdict::{addr_text, Verdict};
+use crate::records::push_flags;
+use crate::verdict::{AddrText, Verdict};
 
 /// `json.dumps(verdict.to_dict())` for a verdict read from the capture named `file`, whose
 /// flow has the Community ID `community_id` (the caller has it already).
 pub fn verdict_json(v: &Verdict, file: &str, community_id: &str) -> String {
-    let mut out = String::with_capacity(512);
+    let mut out = String::with_capacity(1024);
+    push_verdict(&mut out, v, file, community_id);
+    out
+}
+
+/// `verdict_json` written at the end of `out`: a batch's lines go into one buffer, with no
+/// allocation per line or per field.
+pub fn push_verdict(out: &mut String, v: &Verdict, file: &str, community_id: &str) {
     out.push_str("{\"file\": ");
-    push_str(&mut out, file);
+    push_str(out, file);
     let _ = write!(out, ", \"frame\": {}, \"ts\": ", v.frame);
-    push_float(&mut out, round6(v.ts));
-    out.push_str(", \"src\": ");
-    push_str(&mut out, &addr_text(v.src));
-    let _ = write!(out, ", \"sport\": {}, \"dst\": ", v.sport);
-    push_str(&mut out, &addr_text(v.dst));
-    let _ = write!(out, ", \"dport\": {}, \"flags\": ", v.dport);
-    push_str(&mut out, &flag_string(v.flags));
-    out.push_str(", \"client\": ");
-    push_str(&mut out, &v.client.to_string());
-    out.push_str(", \"server\": ");
-    push_str(&mut out, &v.server.to_string());
+    push_float(out, round6(v.ts));
+    // addresses, endpoints and flags are plain ASCII: nothing in them to escape
     let _ = write!(
         out,
-        ", \"sender\": \"{}\", \"label\": \"{}\", \"confidence\": \"{}\", \"evidence\": ",
+        ", \"src\": \"{}\", \"sport\": {}, \"dst\": \"{}\", \"dport\": {}, \"flags\": \"",
+        AddrText(v.src),
+        v.sport,
+        AddrText(v.dst),
+        v.dport
+    );
+    push_flags(out, v.flags);
+    let _ = write!(
+        out,
+        "\", \"client\": \"{}\", \"server\": \"{}\", \"sender\": \"{}\", \"label\": \"{}\", \
+         \"confidence\": \"{}\", \"evidence\": ",
+        v.client,
+        v.server,
         v.sender.as_str(),
         v.label.as_str(),
         v.confidence.as_str()
     );
-    push_str(&mut out, &v.evidence);
+    push_str(out, &v.evidence);
     out.push_str(", \"hint\": ");
-    push_str(&mut out, v.hint());
+    push_str(out, v.hint());
     out.push_str(", \"alternatives\": [");
     for (i, label) in v.alternatives.iter().enumerate() {
-        let _ = write!(
-            out,
-            "{}\"{}\"",
-            if i == 0 { "" } else { ", " },
-            label.as_str()
-        );
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('"');
+        out.push_str(label.as_str());
+        out.push('"');
     }
     let _ = write!(
         out,
         "], \"effect\": \"{}\", \"community_id\": ",
         v.effect.as_str()
     );
-    push_str(&mut out, community_id);
+    push_str(out, community_id);
     if let Some(original) = v.duplicate_of {
         let _ = write!(out, ", \"duplicate_of\": {original}");
     }
     out.push('}');
-    out
 }
 
 /// A JSON string as `json.dumps` writes it with `ensure_ascii`: printable ASCII as is,

@@ -18,7 +18,7 @@ use crate::capture::{CaptureError, CaptureReader};
 use crate::communityid::community_id;
 use crate::decode::Decoder;
 use crate::engine::{self, FlowKey, Summary};
-use crate::jsonline::verdict_json;
+use crate::jsonline::{push_verdict, verdict_json};
 use crate::kernel_note::Note;
 use crate::records::{flag_string, Packet, RawFrame};
 use crate::runner::{panic_text, Notes, Polled, Prefetch, Runner, Span, Step};
@@ -198,14 +198,14 @@ type LabelCount = (&'static str, u64, u64);
 
 /// The verdicts' JSON lines, "\n" between them, and their counts by label.
 fn json_lines(verdicts: &[Verdict], json_file: &str) -> (String, Vec<LabelCount>) {
-    let mut text = String::with_capacity(verdicts.len() * 640);
+    let mut text = String::with_capacity(verdicts.len() * 700);
     let mut counts: Vec<LabelCount> = Vec::new();
     for (i, v) in verdicts.iter().enumerate() {
         if i > 0 {
             text.push('\n');
         }
         let flow_id = community_id(v.src, v.sport, v.dst, v.dport, 0);
-        text.push_str(&verdict_json(v, json_file, &flow_id));
+        push_verdict(&mut text, v, json_file, &flow_id);
         let label = v.label.as_str();
         let at = match counts.iter().position(|(l, _, _)| *l == label) {
             Some(at) => at,
@@ -417,6 +417,14 @@ impl Analysis {
         }
     }
 
+    /// Verdicts taken and turned into Python objects or JSON: freed on the engine's thread
+    /// while it runs (`Runner::spend`).
+    fn spend(&self, verdicts: Vec<Verdict>) {
+        if let Reading::Running(runner) = &self.reading {
+            runner.spend(verdicts);
+        }
+    }
+
     fn raise(&self, py: Python<'_>, err: CaptureError) -> PyErr {
         take_pending(&self.pending).unwrap_or_else(|| capture_error(py, err))
     }
@@ -508,7 +516,12 @@ impl Analysis {
             match step {
                 Step::Verdicts(mut verdicts, span) => {
                     self.collect_notes();
-                    self.ready.append(&mut verdicts);
+                    if self.ready.is_empty() {
+                        // the engine's own Vec, which `spend` gives back whole
+                        self.ready = verdicts;
+                    } else {
+                        self.ready.append(&mut verdicts);
+                    }
                     self.span = span;
                     return Ok(true);
                 }
@@ -575,7 +588,9 @@ impl Analysis {
             verdicts.append(&mut guarded(|| self.engine.take()).unwrap_or_default());
         }
         self.match_notes(&verdicts);
-        verdict_list(py, &verdicts, json_file)
+        let list = verdict_list(py, &verdicts, json_file);
+        self.spend(verdicts);
+        list
     }
 
     /// The verdicts that are final as JSON lines (json.dumps of each verdict's dict, `file`
@@ -593,7 +608,9 @@ impl Analysis {
             verdicts.append(&mut guarded(|| self.engine.take()).unwrap_or_default());
         }
         self.reasons.clear();
-        Some(json_lines(&verdicts, json_file))
+        let lines = json_lines(&verdicts, json_file);
+        self.spend(verdicts);
+        Some(lines)
     }
 
     /// The kernel's reasons that a capture saved by `rstdiag live -w --kernel-reasons`

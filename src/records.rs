@@ -55,6 +55,13 @@ pub struct Packet {
 /// Flags as tcpdump letters: S, F, R, P, U, then . for ACK; "none" without any.
 pub fn flag_string(flags: u8) -> String {
     let mut out = String::new();
+    push_flags(&mut out, flags);
+    out
+}
+
+/// `flag_string` at the end of `out`.
+pub fn push_flags(out: &mut String, flags: u8) {
+    let start = out.len();
     for (bit, letter) in [(SYN, 'S'), (FIN, 'F'), (RST, 'R'), (PSH, 'P'), (URG, 'U')] {
         if flags & bit != 0 {
             out.push(letter);
@@ -63,10 +70,9 @@ pub fn flag_string(flags: u8) -> String {
     if flags & ACK != 0 {
         out.push('.');
     }
-    if out.is_empty() {
+    if out.len() == start {
         out.push_str("none");
     }
-    out
 }
 
 /// Flags from the letters tests write them in (`"SA"`, `"RA"`, `"-"` for none): S, A, F, R,

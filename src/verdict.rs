@@ -191,11 +191,10 @@ pub struct Endpoint {
 impl fmt::Display for Endpoint {
     /// As Python's `str(Endpoint)`: brackets around any address text holding a colon.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = addr_text(self.addr);
-        if text.contains(':') {
-            write!(f, "[{text}]:{}", self.port)
-        } else {
-            write!(f, "{text}:{}", self.port)
+        let text = AddrText(self.addr);
+        match self.addr {
+            IpAddr::V4(_) => write!(f, "{text}:{}", self.port),
+            IpAddr::V6(_) => write!(f, "[{text}]:{}", self.port),
         }
     }
 }
@@ -238,9 +237,19 @@ impl Verdict {
 
 /// An address as Python's `socket.inet_ntop` writes it on glibc.
 pub fn addr_text(addr: IpAddr) -> String {
-    match addr {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => ipv6_text(v6),
+    AddrText(addr).to_string()
+}
+
+/// `addr_text` as a Display, to write an address where it goes (an IPv4 one without an
+/// allocation).
+pub struct AddrText(pub IpAddr);
+
+impl fmt::Display for AddrText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => f.write_str(&ipv6_text(v6)),
+        }
     }
 }
 
