@@ -9,7 +9,9 @@
 //! either side; a server's reset of a connection it never served waits LISTENER_SECONDS for
 //! the SYNs after it (a closing listener's story, rules::listeners).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::io::Read;
 use std::net::IpAddr;
 
@@ -92,13 +94,13 @@ struct Outbox {
     /// judged, waiting for an earlier RST or for their burst
     judged: BTreeMap<u64, Verdict>,
     /// recent verdicts as first judged (before burst refinement), for identical copies
-    recent: HashMap<u64, Verdict>,
+    recent: FxHashMap<u64, Verdict>,
     recent_order: VecDeque<u64>,
     /// times of each listener's accept-overflow verdicts (not copies), sorted
-    overflows: HashMap<Endpoint, Vec<f64>>,
+    overflows: FxHashMap<Endpoint, Vec<f64>>,
     /// listeners closing across flows, and the verdicts waiting for the SYNs after them
     listeners: Listeners,
-    held: HashSet<u64>,
+    held: FxHashSet<u64>,
 }
 
 impl Outbox {

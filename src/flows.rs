@@ -521,9 +521,11 @@ impl History {
     }
 
     fn last(&self) -> Option<&Segment> {
-        match self.segs.len() {
-            0 => None,
-            n => self.segs.get((self.start + n - 1) % n),
+        // the newest sits just before `start` (0 until the ring is full): no division on the
+        // per-packet path
+        match self.start.checked_sub(1) {
+            Some(newest) => self.segs.get(newest),
+            None => self.segs.last(),
         }
     }
 
