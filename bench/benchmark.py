@@ -37,6 +37,13 @@ GNU_TIME = "/usr/bin/time"
 SCALING = (500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)
 PACKETS_PER_FLOW = 40  # the generator's default: 50,000 flows in 2M packets
 EXPLAIN_FRAME = 1_999_000
+# The floor of any `cat FILE | TOOL -`: the bytes through a pipe widened to 1 MiB, as
+# `rstdiag read -` widens it, read and thrown away.
+DRAIN = ("import fcntl, os\n"
+         "fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ\n"
+         "buf = bytearray(1 << 20)\n"
+         "while os.readv(0, [buf]):\n"
+         "    pass\n")
 
 
 def generate(path: Path, packets: int, snaplen: int = 0, flows: int | None = None
@@ -65,6 +72,19 @@ def warm(path: Path) -> None:
     with path.open("rb") as f:
         while f.read(16 << 20):
             pass
+
+
+def compile_bytecode(rstdiag: str) -> None:
+    """Compile the installed package's bytecode, as `pip install .` leaves it. An editable
+    install (`maturin develop`) run under PYTHONDONTWRITEBYTECODE (as on this project's
+    machines) never writes it, and every run would compile rstdiag's sources again: 13 ms of a
+    0.07 s answer, which no user's installed copy pays."""
+    script = Path(rstdiag)
+    first = script.read_text(errors="replace").splitlines()[:1] if script.is_file() else []
+    python = first[0][2:].strip() if first and first[0].startswith("#!") else sys.executable
+    subprocess.run([python, "-c", "import compileall, os, rstdiag; "
+                    "compileall.compile_dir(os.path.dirname(rstdiag.__file__), quiet=1)"],
+                   check=False)
 
 
 def timed(name: str, cmd: list[str], stdout: Path, shell: bool = False) -> dict[str, object]:
@@ -102,6 +122,7 @@ class Bench:
         self.outdir = outdir
         self.skip = skip
         self.rstdiag = shutil.which("rstdiag") or "rstdiag"
+        compile_bytecode(self.rstdiag)
 
     def run(self, name: str, cmd: list[str], shell: bool = False) -> dict[str, object] | None:
         tool = name.split()[0]
@@ -121,10 +142,15 @@ class Bench:
             mine = self.run("rstdiag", [self.rstdiag, "read", "--format", "json", str(path)])
         tcptrace = self.run("tcptrace", ["tcptrace", "-n", str(path)])
         tcpdump = self.run("tcpdump", ["tcpdump", "-r", str(path), "-w", "/dev/null"])
+        floor = None
+        if piped:
+            floor = self.run("pipe floor", [f"cat {path} | {sys.executable} -c '{DRAIN}'"],
+                             shell=True)
         assert mine is not None
         doc = json.loads((self.outdir / f"{str(mine['tool']).replace(' ', '_')}.out").read_text())
         return {"label": label, "size_mb": path.stat().st_size / 1e6, "rstdiag": mine,
-                "tcptrace": tcptrace, "tcpdump": tcpdump, "rsts": len(doc["rsts"]),
+                "tcptrace": tcptrace, "tcpdump": tcpdump, "floor": floor,
+                "rsts": len(doc["rsts"]),
                 "summary": doc["summary"], "flows": flows_by_label(doc["rsts"])}
 
 
@@ -199,6 +225,13 @@ def main() -> None:
               f"{secs(row['tcptrace'])} | {secs(row['tcpdump'])} | "  # type: ignore[arg-type]
               f"{ratio(mine, row['tcptrace'])} | {ratio(mine, row['tcpdump'])} | "  # type: ignore[arg-type]
               f"{row['rsts']} |")
+    for row in rows:
+        if row["floor"]:
+            floor = row["floor"]
+            print(f"\nThe floor of `cat FILE | TOOL -` (the bytes through a 1 MiB pipe, read "
+                  f"and thrown away): {secs(floor)} s wall, {secs(floor, 'cpu')} s CPU: "  # type: ignore[arg-type]
+                  f"{ratio(floor, row['tcptrace'])} tcptrace, "  # type: ignore[arg-type]
+                  f"{ratio(floor, row['tcpdump'])} tcpdump")  # type: ignore[arg-type]
     if tshark:
         print(f"\ntshark -Y tcp.flags.reset==1 on the 2M pcap: {secs(tshark)} s, "
               f"{float(tshark['rss_mb']):.0f} MB")  # type: ignore[arg-type]
