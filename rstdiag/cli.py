@@ -827,6 +827,11 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupted() -> int:
+    print("rstdiag: interrupted", file=sys.stderr, flush=True)
+    return int(ExitStatus.INTERRUPTED)
+
+
 def main() -> None:
     """The `rstdiag` command. Ctrl-C or SIGTERM before the reading starts (or after it)
     is status 130 with a word on stderr, never click's `Aborted!` and status 1."""
@@ -834,8 +839,13 @@ def main() -> None:
     try:
         status = cli.main(prog_name="rstdiag", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        print("rstdiag: interrupted", file=sys.stderr, flush=True)
-        status = int(ExitStatus.INTERRUPTED)
+        status = _interrupted()
+    except RuntimeError as exc:
+        # Python 3.11 wraps an interrupt that lands in a class body being built (an import
+        # of ipaddress, as `read` loads its modules) in "Error calling __set_name__"
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+        status = _interrupted()
     except click.ClickException as exc:
         exc.show()
         status = exc.exit_code

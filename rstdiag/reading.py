@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
@@ -30,6 +31,7 @@ from .select import Selection
 
 BATCH = 8192  # frames per batch of the engine's thread: verdicts come at least this often
 QUEUE_BATCHES = 4  # batches of verdicts a file read ahead may hold before it waits
+STOP_SECONDS = 5.0  # how long an interrupted run waits for its workers to stop
 
 
 @dataclass(slots=True)
@@ -246,16 +248,16 @@ class Reader:
     def _parallel(self, workers: int) -> Iterator[Verdict | Lines]:
         cancel = threading.Event()
         queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_BATCHES) for _ in self.paths]
-        started = 0
+        threads: list[threading.Thread] = []
 
         def start_up_to(n: int) -> None:
-            nonlocal started
-            while started < min(n, len(self.paths)):
+            while len(threads) < min(n, len(self.paths)):
+                started = len(threads)
                 thread = threading.Thread(target=self._worker, name="rstdiag-engine",
                                           args=(self.paths[started], queues[started], cancel),
                                           daemon=True)
                 thread.start()
-                started += 1
+                threads.append(thread)
 
         try:
             for index, path in enumerate(self.paths):
@@ -277,6 +279,7 @@ class Reader:
                     break
         except KeyboardInterrupt:
             cancel.set()  # the threads stop after their current batch
+            _join(threads, STOP_SECONDS)
             self.interrupted = True
             self.env.warn(f"interrupted; reporting the {len(self.files)} files read to the end")
 
@@ -315,6 +318,16 @@ class Reader:
                 put(("end", (summary, str(exc))))
             except (RstdiagError, OSError) as exc:
                 put(("end", (None, _message(exc))))
+
+
+def _join(threads: list[threading.Thread], seconds: float) -> None:
+    """Wait for the worker threads to leave the engine: a thread still in it when the
+    interpreter shuts down is ended by CPython as it takes the GIL back, an unwinding the
+    engine's frames cannot let through (glibc aborts the process: "FATAL: exception not
+    rethrown")."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _message(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ pipes of the command line. fuzz/ holds the atheris harness that runs the same ch
 
 from __future__ import annotations
 
+import compileall
 import functools
 import io
 import json
@@ -32,6 +33,7 @@ from fuzz_read import check_one
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import rstdiag
 from rstdiag.analysis import Analysis
 from rstdiag.errors import CaptureError
 
@@ -720,7 +722,11 @@ def test_reading_files_in_parallel_on_a_busy_cpu_never_hangs(tmp_path: Path) -> 
     captures (a BSD loopback one and a pcapng of two sections and Simple Packet Blocks, the
     kinds that hung), every fourth stopped by SIGTERM as it starts, with the other CPU busy:
     each ends, with status 0 or 130 (or killed by the signal, when it came before Python had
-    started), and no traceback."""
+    started), and no traceback. With rstdiag's bytecode compiled, as an installed copy has it:
+    runs start sooner, and the signal lands while the workers are still in the engine (the
+    process aborted with "FATAL: exception not rethrown" when the interpreter shut down under
+    them) or while `read` imports its modules (a traceback of "Error calling __set_name__")."""
+    compileall.compile_dir(Path(rstdiag.__file__).parent, quiet=1)
     loop = tmp_path / "loop.pcap"
     loop.write_bytes(S.pcap([(t, S.null(p)) for t, p in S.conversation()] * 400, S.LOOP))
     ips = [p for _, p in S.conversation()]
