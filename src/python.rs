@@ -82,10 +82,14 @@ impl Read for PyStream {
 }
 
 /// A file or standard input, read with the GIL released; an interrupted system call gives
-/// Python's signal handlers their turn (Ctrl-C while waiting on a pipe).
+/// Python's signal handlers their turn (Ctrl-C while waiting on a pipe) on the thread that
+/// opened it. The engine's own threads just read again: Python runs handlers on its main
+/// thread only, and a thread taking the GIL while the interpreter shuts down is ended by
+/// CPython with an unwinding that aborts the process.
 struct SignalAware {
     inner: Source,
     pending: Pending,
+    opener: std::thread::ThreadId,
 }
 
 impl Read for SignalAware {
@@ -93,7 +97,10 @@ impl Read for SignalAware {
         loop {
             match self.inner.read(buf) {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                    Python::attach(|py| py.check_signals()).map_err(|e| stash(&self.pending, e))?;
+                    if std::thread::current().id() == self.opener {
+                        Python::attach(|py| py.check_signals())
+                            .map_err(|e| stash(&self.pending, e))?;
+                    }
                 }
                 other => return other,
             }
@@ -358,6 +365,7 @@ impl Analysis {
         let source: Source = Box::new(SignalAware {
             inner: source,
             pending: self.pending.clone(),
+            opener: std::thread::current().id(),
         });
         let name = name.to_string();
         let opened = py.detach(|| guarded(|| CaptureReader::new(source, &name)));
