@@ -767,16 +767,12 @@ impl FlowTracker {
         let key = FlowKey::of(&pkt);
         match self.flows.get_mut(&key) {
             Some(flow) if !flow.started_anew_by(&pkt) => {
-                let hosts = &mut self.hosts;
-                track(
-                    flow,
-                    key,
-                    hosts,
-                    &mut self.stats,
-                    &mut self.waiting,
-                    &mut pkt,
-                    ready,
-                );
+                let mut ledger = Ledger {
+                    hosts: &mut self.hosts,
+                    stats: &mut self.stats,
+                    waiting: &mut self.waiting,
+                };
+                track(flow, key, &mut ledger, &mut pkt, ready);
             }
             _ => self.feed_new_flow(key, &mut pkt, ready),
         }
@@ -842,16 +838,12 @@ impl FlowTracker {
         }
         match self.flows.get_mut(&key) {
             Some(flow) => {
-                let hosts = &mut self.hosts;
-                track(
-                    flow,
-                    key,
-                    hosts,
-                    &mut self.stats,
-                    &mut self.waiting,
-                    pkt,
-                    ready,
-                );
+                let mut ledger = Ledger {
+                    hosts: &mut self.hosts,
+                    stats: &mut self.stats,
+                    waiting: &mut self.waiting,
+                };
+                track(flow, key, &mut ledger, pkt, ready);
             }
             None => {
                 // Quirk kept from Python: the sweep its arrival caused dropped the new flow (the
@@ -860,15 +852,12 @@ impl FlowTracker {
                 // TTLs and counters see it) and a case of it is lost.
                 let mut detached = Flow::new(flow_id, pkt);
                 let (mut lost, mut lost_waiting) = (Vec::new(), Waiting::default());
-                track(
-                    &mut detached,
-                    key,
-                    &mut self.hosts,
-                    &mut self.stats,
-                    &mut lost_waiting,
-                    pkt,
-                    &mut lost,
-                );
+                let mut ledger = Ledger {
+                    hosts: &mut self.hosts,
+                    stats: &mut self.stats,
+                    waiting: &mut lost_waiting,
+                };
+                track(&mut detached, key, &mut ledger, pkt, &mut lost);
             }
         }
     }
@@ -992,13 +981,19 @@ impl Default for FlowTracker {
     }
 }
 
+/// What tracking a packet updates besides its flow: the hosts' TTLs, the counters, and the
+/// queue of waiting cases.
+struct Ledger<'a> {
+    hosts: &'a mut HostTtls,
+    stats: &'a mut TrackerStats,
+    waiting: &'a mut Waiting,
+}
+
 /// Add one packet to its flow: duplicates, the after-window of waiting cases, a case per RST.
 fn track(
     flow: &mut Flow,
     key: FlowKey,
-    hosts: &mut HostTtls,
-    stats: &mut TrackerStats,
-    waiting: &mut Waiting,
+    ledger: &mut Ledger<'_>,
     pkt: &mut Packet,
     ready: &mut Vec<RstCase>,
 ) {
@@ -1025,23 +1020,23 @@ fn track(
     flow.last_ts = pkt.ts;
     let twin = flow.history.last().and_then(|last| twin_of(last, &seg));
     if twin.is_some() && seg.flags & RST == 0 {
-        stats.duplicates += 1;
+        ledger.stats.duplicates += 1;
         return;
     }
     let released = collect_after(flow, &seg, ready);
-    waiting.released(released);
+    ledger.waiting.released(released);
     if seg.flags & RST != 0 {
-        let case = new_case(flow, seg, pkt, twin.map(|t| t.frame), hosts, stats);
+        let case = new_case(flow, seg, pkt, twin.map(|t| t.frame), ledger);
         if flow.waiting.capacity() == 0 {
             // a Vec's first push reserves four: 2 KB a flow for the usual single RST
             flow.waiting.reserve_exact(1);
         }
         flow.waiting.push(case);
-        waiting.add(flow.flow_id, seg.frame, key);
+        ledger.waiting.add(flow.flow_id, seg.frame, key);
         flow.rst_seen = true;
     } else {
         if let Some(noted) = flow.noted.get_mut(usize::from(side)) {
-            hosts.note_once(noted, pkt.src, pkt.ttl);
+            ledger.hosts.note_once(noted, pkt.src, pkt.ttl);
         }
     }
     if let Some(me) = flow.sides.get_mut(usize::from(side)) {
@@ -1107,8 +1102,7 @@ fn new_case(
     rst: Segment,
     pkt: &mut Packet,
     twin: Option<u64>,
-    hosts: &HostTtls,
-    stats: &mut TrackerStats,
+    ledger: &mut Ledger<'_>,
 ) -> RstCase {
     let mut duplicate_of = None;
     if let Some(twin) = twin {
@@ -1119,7 +1113,7 @@ fn new_case(
                 duplicate_of = waiting.duplicate_of;
             }
         }
-        stats.duplicates += 1;
+        ledger.stats.duplicates += 1;
     }
     let [client, server] = &flow.sides;
     RstCase {
@@ -1130,7 +1124,7 @@ fn new_case(
         roles: flow.roles,
         before: flow.history.iter().copied().collect(),
         after: Vec::with_capacity(AFTER),
-        sender_host_ttls: hosts.of(pkt.src),
+        sender_host_ttls: ledger.hosts.of(pkt.src),
         mptcp_reset_reason: pkt.mptcp_reset_reason,
         payload: std::mem::take(&mut pkt.payload),
         duplicate_of,
