@@ -24,16 +24,24 @@ class CaptureError(Exception):
 class EngineError(Exception):
     """An internal error (a panic caught at the engine's boundary)."""
 
+class Stopper:
+    """Stops an Analysis from another thread: its engine ends after the current batch."""
+
+    def stop(self) -> None: ...
+
 class Analysis:
     """One capture's analysis. The GIL is released while it reads and judges."""
 
     def __init__(self, max_flows: int | None = None) -> None: ...
-    def open(self, path: str) -> None:
-        """Open a capture file ("-": standard input) and check its header."""
+    def open(self, path: str, name: str | None = None) -> None:
+        """Open a capture file ("-": standard input) and check its header; `name` is what
+        messages call it (default: the path)."""
     def open_stream(self, stream: BinaryIO, name: str) -> None:
         """Read an open binary stream (read1, else read) as the capture `name`."""
     def read(self, limit: int = 65536) -> bool:
         """Up to `limit` frames through the pipeline; False once the capture has ended."""
+    def stopper(self) -> Stopper:
+        """A handle that stops this analysis from any thread, even during `read`."""
     @property
     def bytes_read(self) -> int: ...
     def frame(self, frame: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:

@@ -6,6 +6,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -823,13 +824,24 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    if _importing(frame):
+        # Raised inside the import machinery, the interrupt would be wrapped ("Error calling
+        # __set_name__") or printed as ignored and lost (a module lock's callback): it comes
+        # again in 5 ms, once the import is likelier done.
+        signal.signal(signal.SIGALRM, _sigterm_as_interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
+        return
     raise KeyboardInterrupt
 
 
-def _interrupted() -> int:
-    print("rstdiag: interrupted", file=sys.stderr, flush=True)
-    return int(ExitStatus.INTERRUPTED)
+def _importing(frame: FrameType | None) -> bool:
+    """Whether Python is loading a module at `frame` (`read` imports its modules lazily)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main() -> None:
@@ -839,14 +851,13 @@ def main() -> None:
     try:
         status = cli.main(prog_name="rstdiag", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        status = _interrupted()
-    except RuntimeError as exc:
-        # Python 3.11 wraps an interrupt that lands in a class body being built (an import
-        # of ipaddress, as `read` loads its modules) in "Error calling __set_name__"
-        if not isinstance(exc.__cause__, KeyboardInterrupt):
-            raise
-        status = _interrupted()
+        print("rstdiag: interrupted", file=sys.stderr, flush=True)
+        status = int(ExitStatus.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         status = exc.exit_code
+    # Everything is written: a SIGTERM from here on ends the process as it would any other,
+    # not with an interrupt raised while the interpreter shuts down (a traceback).
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise SystemExit(status if isinstance(status, int) else 0)

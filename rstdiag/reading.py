@@ -249,15 +249,20 @@ class Reader:
         cancel = threading.Event()
         queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_BATCHES) for _ in self.paths]
         threads: list[threading.Thread] = []
+        stoppers: list[_core.Stopper] = []  # each worker's engine, stoppable from here
 
         def start_up_to(n: int) -> None:
+            # Not daemons: the interpreter waits for them before it shuts down. A thread still
+            # in the engine then would be ended by CPython as it takes the GIL back, an
+            # unwinding the engine's frames cannot let through (glibc aborts the process:
+            # "FATAL: exception not rethrown").
             while len(threads) < min(n, len(self.paths)):
                 started = len(threads)
                 thread = threading.Thread(target=self._worker, name="rstdiag-engine",
-                                          args=(self.paths[started], queues[started], cancel),
-                                          daemon=True)
-                thread.start()
+                                          args=(self.paths[started], queues[started], cancel,
+                                                stoppers))
                 threads.append(thread)
+                thread.start()
 
         try:
             for index, path in enumerate(self.paths):
@@ -278,12 +283,14 @@ class Reader:
                         self._ended(summary)
                     break
         except KeyboardInterrupt:
-            cancel.set()  # the threads stop after their current batch
-            _join(threads, STOP_SECONDS)
+            _stop(cancel, stoppers, threads)
             self.interrupted = True
             self.env.warn(f"interrupted; reporting the {len(self.files)} files read to the end")
+        finally:
+            _stop(cancel, stoppers, threads)  # also when the output failed or was closed
 
-    def _worker(self, path: str, out: queue.Queue[Any], cancel: threading.Event) -> None:
+    def _worker(self, path: str, out: queue.Queue[Any], cancel: threading.Event,
+                stoppers: list[_core.Stopper]) -> None:
         def put(item: tuple[str, Any]) -> bool:
             while not cancel.is_set():
                 try:
@@ -299,7 +306,10 @@ class Reader:
         except (RstdiagError, OSError) as exc:
             put(("end", (None, _message(exc))))
             return
+        stoppers.append(run.core.stopper())
         with run:
+            if cancel.is_set():  # stopped before its stopper was in the list
+                return
             try:
                 while True:
                     more = run.read(BATCH)
@@ -320,14 +330,17 @@ class Reader:
                 put(("end", (None, _message(exc))))
 
 
-def _join(threads: list[threading.Thread], seconds: float) -> None:
-    """Wait for the worker threads to leave the engine: a thread still in it when the
-    interpreter shuts down is ended by CPython as it takes the GIL back, an unwinding the
-    engine's frames cannot let through (glibc aborts the process: "FATAL: exception not
-    rethrown")."""
-    deadline = time.monotonic() + seconds
+def _stop(cancel: threading.Event, stoppers: list[_core.Stopper],
+          threads: list[threading.Thread]) -> None:
+    """Stop the worker threads (after their current batch; an engine waiting on a pipe at
+    once) and wait for them, up to STOP_SECONDS: the interpreter waits for any left."""
+    cancel.set()
+    for stopper in list(stoppers):
+        stopper.stop()
+    deadline = time.monotonic() + STOP_SECONDS
     for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.ident is not None:  # started
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _message(exc: BaseException) -> str:
@@ -360,7 +373,8 @@ class _FileRun:
             if options.bpf:
                 self.tcpdump = _filtered(path, options.bpf)
                 assert self.tcpdump.stdout is not None
-                self.core.open_stream(self.tcpdump.stdout, path)
+                # the engine reads tcpdump's pipe itself, as it reads standard input
+                self.core.open(f"/proc/self/fd/{self.tcpdump.stdout.fileno()}", path)
             else:
                 self.core.open(path)
         except _core.CaptureError as exc:

@@ -21,7 +21,7 @@ use crate::engine::{self, FlowKey, Summary};
 use crate::jsonline::{push_verdict, verdict_json};
 use crate::kernel_note::Note;
 use crate::records::{flag_string, Packet, RawFrame};
-use crate::runner::{panic_text, Notes, Polled, Prefetch, Runner, Span, Step};
+use crate::runner::{fed, panic_text, Fed, Feeder, Notes, Polled, Runner, Span, Step};
 use crate::verdict::{addr_text, Verdict};
 
 create_exception!(_core, EngineCaptureError, PyException);
@@ -34,6 +34,8 @@ const READ_BATCH: usize = 1 << 13;
 const PIPE_SIZE: usize = 1 << 20;
 /// How long `read` waits for a batch before letting Python's signal handlers run.
 const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long `read` waits for a batch while it feeds the engine a Python stream.
+const FEED_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 
 type Source = Box<dyn Read + Send + Sync>;
 
@@ -43,7 +45,7 @@ enum Input {
     File(std::fs::File),
     /// a pipe, FIFO, terminal or socket (standard input too): polled
     Fd(std::os::fd::OwnedFd),
-    /// a Python stream: read on an input thread
+    /// a Python stream: read by the Python thread that calls `read` (`Feeder`)
     Stream(Source),
 }
 /// A Python exception raised while the engine read from Python (a signal handler's
@@ -78,6 +80,25 @@ impl Read for PyStream {
                 });
             got.map_err(|err| stream_error(py, &self.pending, err))
         })
+    }
+}
+
+/// A Python stream as the engine reads it: directly on the thread that opened it (the
+/// capture's header, which `start` reads), through the channel its `Feeder` fills on any
+/// other: the engine's threads never take the GIL.
+struct StreamSource {
+    opener: std::thread::ThreadId,
+    direct: PyStream,
+    fed: Fed,
+}
+
+impl Read for StreamSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if std::thread::current().id() == self.opener {
+            self.direct.read(buf)
+        } else {
+            self.fed.read(buf)
+        }
     }
 }
 
@@ -327,6 +348,20 @@ enum Reading {
     Running(Runner<Source>),
 }
 
+/// Stops an Analysis from another thread (`Analysis.stopper`).
+#[pyclass(module = "rstdiag._core", frozen)]
+struct Stopper {
+    cancel: Arc<AtomicBool>,
+}
+
+#[pymethods]
+impl Stopper {
+    fn stop(&self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// One capture's analysis (see rstdiag/_core.pyi).
 #[pyclass(module = "rstdiag._core")]
 struct Analysis {
@@ -337,7 +372,7 @@ struct Analysis {
     bytes_read: u64,
     /// the time span read so far, while the engine (with its counters) is on its thread
     span: Span,
-    /// stops the engine's thread, and ends a prefetched source
+    /// stops the engine's thread, and ends a polled or fed source
     cancel: Arc<AtomicBool>,
     pending: Pending,
     broken: Option<String>,
@@ -347,20 +382,20 @@ struct Analysis {
     inbox: Option<Notes>,
     /// those of the verdicts `take` gave last: (frame, reason or "" for none matched)
     reasons: Vec<(u64, String)>,
+    /// a Python stream's feeder, and the stream, which `read` reads for the engine
+    feeder: Option<(Feeder, PyStream)>,
 }
 
 impl Analysis {
     /// Check the capture's header and keep it for `read`. A source that can block for ever
-    /// is polled (a pipe, FIFO or terminal) or read on an input thread of its own (a Python
+    /// is polled (a pipe, FIFO or terminal) or fed by the thread that calls `read` (a Python
     /// stream): either way a stopped run does not wait for its writer.
     fn start(&mut self, py: Python<'_>, source: Input, name: &str) -> PyResult<()> {
         let cancel = self.cancel.clone();
         let source: Source = match source {
             Input::File(file) => Box::new(file),
             Input::Fd(fd) => Box::new(Polled::new(fd, cancel)),
-            Input::Stream(stream) => Box::new(Prefetch::new(stream, cancel).map_err(|err| {
-                EngineError::new_err(format!("cannot start the input thread: {err}"))
-            })?),
+            Input::Stream(stream) => stream,
         };
         let source: Source = Box::new(SignalAware {
             inner: source,
@@ -425,6 +460,15 @@ impl Analysis {
         }
     }
 
+    /// A Python stream read for the engine while it has room for more (on this thread, which
+    /// holds the GIL); true while more is to come.
+    fn feed(&mut self) -> bool {
+        match &mut self.feeder {
+            Some((feeder, stream)) => feeder.top_up(stream),
+            None => false,
+        }
+    }
+
     /// Verdicts taken and turned into Python objects or JSON: freed on the engine's thread
     /// while it runs (`Runner::spend`).
     fn spend(&self, verdicts: Vec<Verdict>) {
@@ -465,24 +509,29 @@ impl Analysis {
             notes: std::collections::BTreeMap::new(),
             inbox: None,
             reasons: Vec::new(),
+            feeder: None,
         }
     }
 
-    /// Open a capture file ("-": standard input) and check its header.
-    fn open(&mut self, py: Python<'_>, path: &str) -> PyResult<()> {
+    /// Open a capture file ("-": standard input) and check its header; `name` is what
+    /// messages call it (default: the path; `read -f` opens tcpdump's output as
+    /// /proc/self/fd/N under the capture's name).
+    #[pyo3(signature = (path, name=None))]
+    fn open(&mut self, py: Python<'_>, path: &str, name: Option<&str>) -> PyResult<()> {
         if path == "-" {
             let stdin = io::stdin().as_fd().try_clone_to_owned().map_err(|err| {
                 EngineError::new_err(format!("cannot read standard input: {err}"))
             })?;
             widen_pipe(&stdin);
-            return self.start(py, Input::Fd(stdin), "<stdin>");
+            return self.start(py, Input::Fd(stdin), name.unwrap_or("<stdin>"));
         }
         let file = open_file(py, path)?;
+        let name = name.unwrap_or(path);
         if file.metadata().is_ok_and(|m| m.is_file()) {
-            return self.start(py, Input::File(file), path);
+            return self.start(py, Input::File(file), name);
         }
         widen_pipe(&file);
-        self.start(py, Input::Fd(file.into()), path)
+        self.start(py, Input::Fd(file.into()), name)
     }
 
     /// Read an open Python binary stream (read1 or read) as a capture named `name`.
@@ -492,10 +541,22 @@ impl Analysis {
         } else {
             "read"
         };
-        let source = PyStream {
+        let direct = PyStream {
+            stream: stream.clone_ref(py),
+            method,
+            pending: self.pending.clone(),
+        };
+        let feeding = PyStream {
             stream,
             method,
             pending: self.pending.clone(),
+        };
+        let (fed, feeder) = fed(self.cancel.clone());
+        self.feeder = Some((feeder, feeding));
+        let source = StreamSource {
+            opener: std::thread::current().id(),
+            direct,
+            fed,
         };
         self.start(py, Input::Stream(Box::new(source)), name)
     }
@@ -516,10 +577,11 @@ impl Analysis {
             self.reading = Reading::Running(runner);
         }
         loop {
+            let wait = if self.feed() { FEED_WAIT } else { WAIT };
             let Reading::Running(runner) = &self.reading else {
                 return Ok(false);
             };
-            let step = py.detach(|| runner.next(WAIT));
+            let step = py.detach(|| runner.next(wait));
             self.bytes_read = runner.bytes_read();
             match step {
                 Step::Verdicts(mut verdicts, span) => {
@@ -674,6 +736,15 @@ impl Analysis {
             self.engine.flows_seen(),
             self.engine.tcp_packets(),
         )
+    }
+
+    /// A handle that stops this analysis from any thread, even while another is inside
+    /// `read` (which holds the Analysis): the engine ends after its current batch, and a
+    /// pipe or stream it waits on ends at once.
+    fn stopper(&self) -> Stopper {
+        Stopper {
+            cancel: self.cancel.clone(),
+        }
     }
 
     /// Read no more than `frames` frames, as if the capture ended there (tcpdump's -c).
@@ -1007,6 +1078,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CaptureError", m.py().get_type::<EngineCaptureError>())?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;
     m.add_class::<Analysis>()?;
+    m.add_class::<Stopper>()?;
     m.add_function(wrap_pyfunction!(engine_version, m)?)?;
     m.add_function(wrap_pyfunction!(probe_frame, m)?)?;
     m.add_function(wrap_pyfunction!(roles_of, m)?)?;

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -76,7 +76,7 @@ pub struct Runner<R: Read + Send + 'static> {
 
 impl<R: Read + Send + 'static> Runner<R> {
     /// Start reading `reader` into `analysis`, `batch` frames at a time.
-    /// `cancel` stops it after the current batch (and ends a Prefetch source given the same).
+    /// `cancel` stops it after the current batch (and ends a Fed source given the same).
     pub fn spawn(
         analysis: Analysis,
         reader: CaptureReader<R>,
@@ -344,14 +344,18 @@ fn send_verdicts(analysis: &mut Analysis, out: &Out<'_>) -> bool {
     true
 }
 
-/// Bytes read from the input per read of the input thread.
-const PREFETCH_CHUNK: usize = 256 << 10;
+/// Bytes a Feeder reads from its stream at a time.
+const FEED_CHUNK: usize = 256 << 10;
+/// Chunks a Feeder may read ahead of the engine: 4 MiB, so that the engine does not wait
+/// while its feeder's thread writes a batch of verdicts out.
+const FEED_AHEAD: usize = 16;
 
-/// A source that may block for ever (a pipe, a FIFO, standard input, a socket) read on a
-/// thread of its own: the engine's thread waits for chunks with a timeout and sees the end
-/// of input when the run is stopped, so that stopping never waits on a writer that keeps the
-/// pipe open. A regular file needs none of this.
-pub struct Prefetch {
+/// A source read through a channel that its `Feeder` fills from another thread: a Python
+/// stream, which only a Python thread may read (a thread of the engine that took the GIL
+/// while the interpreter shut down would be ended by CPython, with an unwinding that aborts
+/// the process). The engine's thread waits for chunks with a timeout and sees the end of
+/// input when the run is stopped, so that stopping never waits on its feeder.
+pub struct Fed {
     // locked only so that the source may sit in a Python object (Sync); never contended
     rx: Mutex<Receiver<std::io::Result<Vec<u8>>>>,
     spare: SyncSender<Vec<u8>>,
@@ -361,49 +365,81 @@ pub struct Prefetch {
     cancel: Arc<AtomicBool>,
 }
 
-impl Prefetch {
-    /// Start reading `inner` on an input thread; `cancel` ends the stream early.
-    pub fn new<R: Read + Send + 'static>(
-        mut inner: R,
-        cancel: Arc<AtomicBool>,
-    ) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(IN_FLIGHT);
-        let (spare, spares) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
-        thread::Builder::new()
-            .name("rstdiag-input".to_string())
-            .spawn(move || loop {
-                let mut buf = spares
-                    .try_recv()
-                    .unwrap_or_else(|_| vec![0; PREFETCH_CHUNK]);
-                buf.resize(PREFETCH_CHUNK, 0);
-                let sent = match inner.read(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        let end = n == 0;
-                        tx.send(Ok(buf)).is_ok() && !end
-                    }
-                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => true,
-                    Err(err) => {
-                        let _ = tx.send(Err(err)); // the engine reports it, if still there
-                        false
-                    }
-                };
-                if !sent {
-                    return;
+/// The filling end of a `Fed` source (see `fed`).
+pub struct Feeder {
+    tx: SyncSender<std::io::Result<Vec<u8>>>,
+    // locked only so that a Feeder may sit in a Python object (Sync); never contended
+    spares: Mutex<Receiver<Vec<u8>>>,
+    /// a chunk read while the channel was full, sent first next time
+    held: Option<std::io::Result<Vec<u8>>>,
+    done: bool,
+}
+
+/// A source and its feeder; `cancel` ends the source early.
+pub fn fed(cancel: Arc<AtomicBool>) -> (Fed, Feeder) {
+    let (tx, rx) = sync_channel(FEED_AHEAD);
+    let (spare, spares) = sync_channel::<Vec<u8>>(FEED_AHEAD + 1);
+    let source = Fed {
+        rx: Mutex::new(rx),
+        spare,
+        chunk: Vec::new(),
+        pos: 0,
+        ended: false,
+        cancel,
+    };
+    let feeder = Feeder {
+        tx,
+        spares: Mutex::new(spares),
+        held: None,
+        done: false,
+    };
+    (source, feeder)
+}
+
+impl Feeder {
+    /// Read `inner` into the source while it has room; true while more is to come. An error
+    /// goes to the engine in its place in the stream, as the end of it.
+    pub fn top_up(&mut self, inner: &mut impl Read) -> bool {
+        while !self.done {
+            let item = match self.held.take() {
+                Some(item) => item,
+                None => self.read_chunk(inner),
+            };
+            let last = !matches!(&item, Ok(chunk) if !chunk.is_empty());
+            match self.tx.try_send(item) {
+                Ok(()) => self.done = last,
+                Err(TrySendError::Full(item)) => {
+                    self.held = Some(item);
+                    break;
                 }
-            })?;
-        Ok(Prefetch {
-            rx: Mutex::new(rx),
-            spare,
-            chunk: Vec::new(),
-            pos: 0,
-            ended: false,
-            cancel,
-        })
+                Err(TrySendError::Disconnected(_)) => self.done = true, // the engine is gone
+            }
+        }
+        !self.done
+    }
+
+    fn read_chunk(&mut self, inner: &mut impl Read) -> std::io::Result<Vec<u8>> {
+        let spare = self
+            .spares
+            .lock()
+            .ok()
+            .and_then(|spares| spares.try_recv().ok());
+        let mut chunk = spare.unwrap_or_else(|| vec![0; FEED_CHUNK]);
+        chunk.resize(FEED_CHUNK, 0);
+        loop {
+            match inner.read(&mut chunk) {
+                Ok(n) => {
+                    chunk.truncate(n);
+                    return Ok(chunk);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
     }
 }
 
-impl Read for Prefetch {
+impl Read for Fed {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if let Some(rest) = self.chunk.get(self.pos..).filter(|rest| !rest.is_empty()) {
@@ -433,7 +469,7 @@ impl Read for Prefetch {
                     return Err(err);
                 }
                 Err(RecvTimeoutError::Timeout) if !self.cancel.load(Ordering::Relaxed) => {}
-                Err(_) => self.ended = true, // stopped, or the input thread is gone
+                Err(_) => self.ended = true, // stopped, or the feeder is gone
             }
         }
     }
@@ -447,7 +483,7 @@ const POLL_WAIT: rustix::event::Timespec = rustix::event::Timespec {
 
 /// A pipe, FIFO or terminal read directly, waiting for data at most POLL_WAIT at a time: a
 /// stopped run sees the end of input even while a writer keeps the pipe open, without the
-/// input thread and the extra copy of `Prefetch` (which a Python stream still needs).
+/// feeder and the extra copy of `Fed` (which a Python stream still needs).
 pub struct Polled {
     file: std::fs::File,
     cancel: Arc<AtomicBool>,
@@ -626,7 +662,15 @@ mod tests {
         let cancel = Arc::new(AtomicBool::new(false));
         let data = capture(20);
         let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        let source = Prefetch::new(OpenPipe { data, pos: 0 }, cancel.clone()).expect("input");
+        let (source, mut feeder) = fed(cancel.clone());
+        // the feeder's thread, as a Python thread would feed a stream: blocked for ever once
+        // the pipe is empty
+        thread::spawn(move || {
+            let mut pipe = OpenPipe { data, pos: 0 };
+            while feeder.top_up(&mut pipe) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        });
         let reader = CaptureReader::new(source, "pipe").expect("capture");
         let runner = Runner::spawn(Analysis::new(None), reader, 1, cancel).expect("thread");
         let (reported, _) = stop_once_read(runner, size);

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,3 +86,56 @@ def test_an_interrupted_check_in_json_is_not_passed(tmp_path: Path) -> None:
     assert proc.returncode == 130
     check = json.loads(out)["check"]
     assert check["passed"] is False and check["interrupted"] is True
+
+
+
+def test_an_interrupted_read_of_two_fifos_at_once_ends_though_both_stay_open(
+        tmp_path: Path) -> None:
+    """`read -j 2` of two FIFOs whose writers keep them open: each worker waits in the engine
+    for data that never comes. Ctrl-C stops both engines, not only their next batch, and the
+    process ends at once with status 130 and the summary (a worker left waiting would hold the
+    process for the 5 s rstdiag gives its workers, then run into the interpreter's shutdown)."""
+    fifos = [tmp_path / "a.fifo", tmp_path / "b.fifo"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    proc = subprocess.Popen([RSTDIAG, "read", "-q", "-j", "2", *map(str, fifos)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writers = [open(fifo, "wb") for fifo in fifos]  # noqa: SIM115 - closed below
+    try:
+        for writer in writers:
+            writer.write(public("zeek__dhe.pcap").read_bytes())
+            writer.flush()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=4)
+    finally:
+        for writer in writers:
+            writer.close()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err and "FATAL" not in err
+
+
+LATE_IMPORT = """
+import os, signal, sys
+from rstdiag import cli
+
+signal.signal(signal.SIGTERM, cli._sigterm_as_interrupt)
+sys.path.insert(0, sys.argv[1])
+try:
+    import signalled  # SIGTERM arrives while this module loads
+    print("imported", signalled.DONE)
+    signal.pause()  # the interrupt, once the import is done
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: Path) -> None:
+    """`read` loads its modules lazily: a SIGTERM raised as KeyboardInterrupt inside the
+    import machinery came out wrapped (RuntimeError: Error calling __set_name__) or printed as
+    ignored and lost (a module lock's callback), with a traceback. It waits for the import."""
+    (tmp_path / "signalled.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nDONE = True\n")
+    done = subprocess.run([sys.executable, "-c", LATE_IMPORT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=30)
+    assert (done.stdout, done.stderr) == ("imported True\ninterrupted\n", "")
