@@ -283,7 +283,6 @@ class Reader:
                         self._ended(summary)
                     break
         except KeyboardInterrupt:
-            _stop(cancel, stoppers, threads)
             self.interrupted = True
             self.env.warn(f"interrupted; reporting the {len(self.files)} files read to the end")
         finally:
