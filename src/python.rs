@@ -59,6 +59,18 @@ struct PyStream {
     pending: Pending,
 }
 
+impl PyStream {
+    /// A second reader of the same stream (the header is read on one, the rest fed on the
+    /// other: never both at once).
+    fn twin(&self, py: Python<'_>) -> Self {
+        PyStream {
+            stream: self.stream.clone_ref(py),
+            method: self.method,
+            pending: self.pending.clone(),
+        }
+    }
+}
+
 impl Read for PyStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Python::attach(|py| {
@@ -541,16 +553,12 @@ impl Analysis {
         } else {
             "read"
         };
-        let direct = PyStream {
-            stream: stream.clone_ref(py),
-            method,
-            pending: self.pending.clone(),
-        };
         let feeding = PyStream {
             stream,
             method,
             pending: self.pending.clone(),
         };
+        let direct = feeding.twin(py);
         let (fed, feeder) = fed(self.cancel.clone());
         self.feeder = Some((feeder, feeding));
         let source = StreamSource {
