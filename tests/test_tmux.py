@@ -21,30 +21,37 @@ pytestmark = pytest.mark.skipif(not (RSTDIAG and shutil.which("tmux")),
 ROW = re.compile(r"^\s*\d+ \d\d:\d\d:\d\d ")  # frame, time: a RST's row
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True,
-                          timeout=30).stdout
+def tmux(session: str, command: str, *args: str) -> str:
+    """One tmux command aimed at the session, on the session's own server."""
+    return subprocess.run(["tmux", "-L", session, command, "-t", session, *args],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
 
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[str]:
-    """A detached tmux session of 80x40 running a plain shell, killed after the test."""
+    """A detached tmux session of 80x40 running a plain shell, on a server of its own.
+
+    Each test has its own server (-L): on one shared server, the previous test's
+    kill-session ends the server, and a session started while it exits fails with
+    "server exited unexpectedly"."""
     name = f"rstdiag-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "PS1": "$ ", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    subprocess.run(["tmux", "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "80",
-                    "-y", "40", "bash --norc --noprofile"], check=True, env=env, timeout=30)
-    tmux("set-option", "-t", name, "history-limit", "5000")
+    env.pop("TMUX", None)
+    subprocess.run(["tmux", "-L", name, "-f", "/dev/null", "new-session", "-d", "-s", name,
+                    "-x", "80", "-y", "40", "bash --norc --noprofile"],
+                   check=True, env=env, timeout=30)
+    tmux(name, "set-option", "history-limit", "5000")
     try:
         yield name
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=30)
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, timeout=30)
 
 
 def wait_for(session: str, text: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        screen = tmux("capture-pane", "-p", "-J", "-S", "-", "-t", session)
+        screen = tmux(session, "capture-pane", "-p", "-J", "-S", "-")
         if text in screen:
             return screen
         time.sleep(0.1)
@@ -53,9 +60,9 @@ def wait_for(session: str, text: str, timeout: float = 30) -> str:
 
 def test_the_tripwire_capture_at_80_columns_is_one_line_per_distinct_rst(terminal: str) -> None:
     path = public("censorship-detection__tripwire-1597963966.pcap")
-    tmux("send-keys", "-t", terminal, f"{RSTDIAG} read --no-pager {path}; echo END-$?", "Enter")
+    tmux(terminal, "send-keys", f"{RSTDIAG} read --no-pager {path}; echo END-$?", "Enter")
     screen = wait_for(terminal, "END-0")
-    raw = tmux("capture-pane", "-p", "-S", "-", "-t", terminal)  # no -J: a wrapped row splits
+    raw = tmux(terminal, "capture-pane", "-p", "-S", "-")  # no -J: a wrapped row splits
     rows = [line for line in raw.splitlines() if ROW.match(line)]
     assert len(rows) == 265
     assert all("104.17.210.9:" in line and "123.206.27.192:" in line for line in rows)
@@ -66,11 +73,11 @@ def test_the_tripwire_capture_at_80_columns_is_one_line_per_distinct_rst(termina
 def test_the_pager_opens_on_a_long_table_and_quits(terminal: str) -> None:
     path = public("censorship-detection__tripwire-1597963966.pcap")
     env_less = "PAGER=less LESS=FRX"
-    tmux("send-keys", "-t", terminal, f"{env_less} {RSTDIAG} read {path}; echo END-$?", "Enter")
+    tmux(terminal, "send-keys", f"{env_less} {RSTDIAG} read {path}; echo END-$?", "Enter")
     screen = wait_for(terminal, "TCP resets")
     time.sleep(0.5)
-    screen = tmux("capture-pane", "-p", "-t", terminal)
+    screen = tmux(terminal, "capture-pane", "-p")
     assert "END-" not in screen  # less holds the screen: the command has not ended
     assert "265 RSTs by cause" not in screen  # the first page only
-    tmux("send-keys", "-t", terminal, "q")
+    tmux(terminal, "send-keys", "q")
     wait_for(terminal, "END-0")
