@@ -227,6 +227,22 @@ def conversation(ts: float = 1_700_000_000.0) -> list[tuple[float, bytes]]:
     return out
 
 
+def bulk_transfer(segments: int, size: int = 1460,
+                  ts: float = 1_700_000_000.0) -> list[tuple[float, bytes]]:
+    """One flow that carries `segments` full data segments to the server, which then resets
+    it unread: a big capture (for progress bars) with one RST at its very end."""
+    c, s = CLIENT, SERVER
+    data = b"x" * size
+    out = [(ts, tcp4(c, s, 40000, 80, 0, 0, SYN)),
+           (ts + 0.0001, tcp4(s, c, 80, 40000, 0, 1, SYN | ACK)),
+           (ts + 0.0002, tcp4(c, s, 40000, 80, 1, 1, ACK))]
+    for i in range(segments):
+        out.append((ts + 0.001 + i * 1e-5, tcp4(c, s, 40000, 80, 1 + i * size, 1, ACK, data)))
+    out.append((ts + 1.0 + segments * 1e-5, tcp4(s, c, 80, 40000, 1, 1 + segments * size,
+                                                RST | ACK, ipid=0)))
+    return out
+
+
 def seeds() -> dict[str, bytes]:
     """Hand-made seed captures: every reader path and link type, and damage of each kind."""
     conv = conversation()

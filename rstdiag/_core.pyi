@@ -39,7 +39,8 @@ class Analysis:
     def open_stream(self, stream: BinaryIO, name: str) -> None:
         """Read an open binary stream (read1, else read) as the capture `name`."""
     def read(self, limit: int = 65536) -> bool:
-        """Up to `limit` frames through the pipeline; False once the capture has ended."""
+        """Waits for the next final verdicts (`limit` frames a batch) or a tenth of a second
+        without any (the bytes read have moved on); False once the capture has ended."""
     def stopper(self) -> Stopper:
         """A handle that stops this analysis from any thread, even during `read`."""
     @property

@@ -36,6 +36,9 @@ const PIPE_SIZE: usize = 1 << 20;
 const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// How long `read` waits for a batch while it feeds the engine a Python stream.
 const FEED_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
+/// How long `read` waits before it returns with no verdict: a big capture with few RSTs
+/// still moves its progress bar.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 type Source = Box<dyn Read + Send + Sync>;
 
@@ -474,9 +477,9 @@ impl Analysis {
 
     /// A Python stream read for the engine while it has room for more (on this thread, which
     /// holds the GIL); true while more is to come.
-    fn feed(&mut self) -> bool {
+    fn feed(&mut self, until: std::time::Instant) -> bool {
         match &mut self.feeder {
-            Some((feeder, stream)) => feeder.top_up(stream),
+            Some((feeder, stream)) => feeder.top_up(stream, until),
             None => false,
         }
     }
@@ -570,9 +573,11 @@ impl Analysis {
     }
 
     /// Wait for the next batch of final verdicts from the engine's thread (started on the
-    /// first call, reading `limit` frames a batch), the GIL released; False at the end.
+    /// first call, reading `limit` frames a batch), the GIL released, or PROGRESS_EVERY
+    /// without one; False at the end.
     #[pyo3(signature = (limit=READ_BATCH))]
     fn read(&mut self, py: Python<'_>, limit: usize) -> PyResult<bool> {
+        let called = std::time::Instant::now();
         if let Reading::Opened(_) = self.reading {
             let Reading::Opened(reader) = std::mem::replace(&mut self.reading, Reading::Idle)
             else {
@@ -585,7 +590,11 @@ impl Analysis {
             self.reading = Reading::Running(runner);
         }
         loop {
-            let wait = if self.feed() { FEED_WAIT } else { WAIT };
+            let wait = if self.feed(called + PROGRESS_EVERY) {
+                FEED_WAIT
+            } else {
+                WAIT
+            };
             let Reading::Running(runner) = &self.reading else {
                 return Ok(false);
             };
@@ -603,7 +612,12 @@ impl Analysis {
                     self.span = span;
                     return Ok(true);
                 }
-                Step::Waiting => py.check_signals()?,
+                Step::Waiting => {
+                    py.check_signals()?;
+                    if called.elapsed() >= PROGRESS_EVERY {
+                        return Ok(true);
+                    }
+                }
                 Step::Done => {
                     self.join();
                     return Ok(false);

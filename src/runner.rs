@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::capture::{CaptureError, CaptureReader};
 use crate::engine::Analysis;
@@ -397,10 +397,11 @@ pub fn fed(cancel: Arc<AtomicBool>) -> (Fed, Feeder) {
 }
 
 impl Feeder {
-    /// Read `inner` into the source while it has room; true while more is to come. An error
+    /// Read `inner` into the source while it has room, until `until` (a slow stream must not
+    /// hold its reader: progress, the verdicts ready); true while more is to come. An error
     /// goes to the engine in its place in the stream, as the end of it.
-    pub fn top_up(&mut self, inner: &mut impl Read) -> bool {
-        while !self.done {
+    pub fn top_up(&mut self, inner: &mut impl Read, until: Instant) -> bool {
+        while !self.done && Instant::now() < until {
             let item = match self.held.take() {
                 Some(item) => item,
                 None => self.read_chunk(inner),
@@ -667,7 +668,7 @@ mod tests {
         // the pipe is empty
         thread::spawn(move || {
             let mut pipe = OpenPipe { data, pos: 0 };
-            while feeder.top_up(&mut pipe) {
+            while feeder.top_up(&mut pipe, Instant::now() + Duration::from_millis(100)) {
                 thread::sleep(Duration::from_millis(1));
             }
         });

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import seeds as S  # fuzz/seeds.py: capture builders
 
 import rstdiag
+from rstdiag.analysis import Analysis
 
 PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
 SAMPLE = PCAPS / "sample.pcapng"
@@ -114,3 +119,26 @@ def test_a_script_that_stops_reading_a_python_stream_exits_cleanly(tmp_path: Pat
         done = subprocess.run([sys.executable, str(script), str(capture)],
                               capture_output=True, timeout=60)
         assert (done.returncode, done.stderr) == (0, b""), run
+
+
+def test_progress_follows_the_bytes_read_while_no_verdict_is_ready() -> None:
+    capture = S.pcap(S.bulk_transfer(6000), S.RAW)  # 9 MB, its one RST at the very end
+    read_end, write_end = os.pipe()
+
+    def trickle() -> None:  # ten pieces, 50 ms apart
+        with os.fdopen(write_end, "wb") as out:
+            step = len(capture) // 10 + 1
+            for start in range(0, len(capture), step):
+                out.write(capture[start:start + step])
+                out.flush()
+                time.sleep(0.05)
+
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    seen: list[int] = []
+    with os.fdopen(read_end, "rb") as stream:
+        report = Analysis("bulk").run_stream(stream, progress=seen.append)
+    writer.join()
+    assert len(seen) >= 3 and seen == sorted(seen)
+    assert seen[-1] == len(capture)
+    assert [v.frame for v in report.verdicts] == [6004]

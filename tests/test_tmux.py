@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import seeds as S  # fuzz/seeds.py: capture builders
 from corpus import public
 
 RSTDIAG = shutil.which("rstdiag") or ""
@@ -81,3 +82,16 @@ def test_the_pager_opens_on_a_long_table_and_quits(terminal: str) -> None:
     assert "265 RSTs by cause" not in screen  # the first page only
     tmux(terminal, "send-keys", "q")
     wait_for(terminal, "END-0")
+
+
+def test_a_big_file_draws_a_progress_bar_on_stderr_while_it_is_read(terminal: str,
+                                                                     tmp_path: Path) -> None:
+    path = tmp_path / "bulk.pcap"
+    path.write_bytes(S.pcap(S.bulk_transfer(46_000), S.RAW))  # 70 MB: past the bar's 64 MiB
+    log = tmp_path / "pane.log"  # everything drawn, the bar too though it is erased at the end
+    tmux(terminal, "pipe-pane", "-o", f"cat > {log}")
+    tmux(terminal, "send-keys", f"{RSTDIAG} read --format json {path} > /dev/null; echo END-$?",
+         "Enter")
+    wait_for(terminal, "END-0")
+    drawn = log.read_bytes().decode("utf-8", "replace")
+    assert "bulk.pcap" in drawn and "━" in drawn and "/69.7 MB" in drawn
