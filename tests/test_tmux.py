@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,37 +21,40 @@ pytestmark = pytest.mark.skipif(not (RSTDIAG and shutil.which("tmux")),
 ROW = re.compile(r"^\s*\d+ \d\d:\d\d:\d\d ")  # frame, time: a RST's row
 
 
-def tmux(session: str, command: str, *args: str) -> str:
-    """One tmux command aimed at the session, on the session's own server."""
-    return subprocess.run(["tmux", "-L", session, command, "-t", session, *args],
+SESSION = "rstdiag"
+
+
+def tmux(server: str, command: str, *args: str) -> str:
+    """One tmux command aimed at the session, on the test's own server (its socket)."""
+    return subprocess.run(["tmux", "-S", server, command, "-t", SESSION, *args],
                           capture_output=True, text=True, check=True, timeout=30).stdout
 
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[str]:
-    """A detached tmux session of 80x40 running a plain shell, on a server of its own.
+    """A detached tmux session of 80x40 running a plain shell, on a server of its own whose
+    socket is in the test's folder; the server's socket path stands for the terminal.
 
-    Each test has its own server (-L): on one shared server, the previous test's
-    kill-session ends the server, and a session started while it exits fails with
-    "server exited unexpectedly"."""
-    name = f"rstdiag-{uuid.uuid4().hex[:8]}"
+    On one server shared by the tests, the previous test's kill-session ends the server, and
+    a session started while it exits fails with "server exited unexpectedly"."""
+    server = str(tmp_path / "tmux.sock")
     env = {**os.environ, "PS1": "$ ", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     env.pop("TMUX", None)
-    subprocess.run(["tmux", "-L", name, "-f", "/dev/null", "new-session", "-d", "-s", name,
+    subprocess.run(["tmux", "-S", server, "-f", "/dev/null", "new-session", "-d", "-s", SESSION,
                     "-x", "80", "-y", "40", "bash --norc --noprofile"],
                    check=True, env=env, timeout=30)
-    tmux(name, "set-option", "history-limit", "5000")
+    tmux(server, "set-option", "history-limit", "5000")
     try:
-        yield name
+        yield server
     finally:
-        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run(["tmux", "-S", server, "kill-server"], capture_output=True, timeout=30)
 
 
-def wait_for(session: str, text: str, timeout: float = 30) -> str:
+def wait_for(terminal: str, text: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        screen = tmux(session, "capture-pane", "-p", "-J", "-S", "-")
+        screen = tmux(terminal, "capture-pane", "-p", "-J", "-S", "-")
         if text in screen:
             return screen
         time.sleep(0.1)
