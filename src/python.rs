@@ -250,19 +250,13 @@ fn json_lines(verdicts: &[Verdict], json_file: &str) -> (String, Vec<LabelCount>
         let flow_id = community_id(v.src, v.sport, v.dst, v.dport, 0);
         push_verdict(&mut text, v, json_file, &flow_id);
         let label = v.label.as_str();
-        let at = match counts.iter().position(|(l, _, _)| *l == label) {
-            Some(at) => at,
-            None => {
-                counts.push((label, 0, 0));
-                counts.len() - 1
+        let copy = u64::from(v.duplicate_of.is_some());
+        match counts.iter_mut().find(|(l, _, _)| *l == label) {
+            Some(count) => {
+                count.1 += 1 - copy;
+                count.2 += copy;
             }
-        };
-        if let Some(count) = counts.get_mut(at) {
-            if v.duplicate_of.is_some() {
-                count.2 += 1;
-            } else {
-                count.1 += 1;
-            }
+            None => counts.push((label, 1 - copy, copy)),
         }
     }
     (text, counts)
